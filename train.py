@@ -1,0 +1,23 @@
+"""Train a stage of rlvr-world, or (no arguments) the whole PushT quickstart pipeline.
+
+    python train.py                                  # quickstart: data -> tokenizer -> MLE -> GRPO -> eval
+    python train.py stage=tokenizer data=pusht       # one stage
+    python train.py stage=grpo data=rt1 trainer=ddp  # RLVR post-training on RT-1, all GPUs
+    python train.py --help                           # config groups and options
+
+Configs live in conf/ (see README "Configuration"). Heavy libraries are imported lazily so
+``--help`` and config errors are fast.
+"""
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> None:
+    runner = instantiate(cfg.stage.runner)
+    runner(cfg)
+
+
+if __name__ == "__main__":
+    main()

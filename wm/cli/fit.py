@@ -1,0 +1,72 @@
+"""Fit one stage from a composed config: build every object by ``_target_``, then ``trainer.fit``.
+
+Nothing here dispatches on names: the stage config says which LightningModule to build, the
+data config which DataModule and Task, the model config which network.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+DONE = "DONE"
+
+
+def configure_threads(cfg: DictConfig) -> None:
+    """Apply ``num_threads`` (1 is fastest for tiny models on small CPUs)."""
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints" / "last.ckpt"
+
+
+def build_trainer(cfg: DictConfig, **overrides):
+    """The Lightning Trainer with the configured logger and callbacks."""
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    callbacks = []
+    for name, cb_cfg in (cfg.get("callbacks") or {}).items():
+        if name == "lr_monitor" and not logger:
+            continue  # LearningRateMonitor needs a logger
+        callbacks.append(instantiate(cb_cfg))
+    return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, **overrides)
+
+
+def fit_stage(cfg: DictConfig) -> dict:
+    """Train ``cfg.stage`` on ``cfg.data``; resume from ``<run_dir>/checkpoints/last.ckpt``.
+
+    Returns the final logged metrics (floats) and writes them to ``<run_dir>/DONE``.
+    """
+    import lightning as L
+
+    configure_threads(cfg)
+    run_dir = Path(cfg.run_dir)
+    ckpt = last_checkpoint(run_dir)
+    if ckpt.exists() and not cfg.resume:
+        raise SystemExit(f"{ckpt} exists and resume=false: pass resume=true to continue that run, "
+                         f"or run_dir=<new folder> to start another one (nothing was overwritten)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=False))
+    L.seed_everything(int(cfg.seed), workers=True)
+
+    datamodule = instantiate(cfg.data.datamodule, _convert_="all")
+    module = instantiate(cfg.stage.module, _convert_="all")
+    trainer = build_trainer(cfg)
+    resume_from = str(ckpt) if ckpt.exists() else None
+    if resume_from:
+        log.info("resuming %s from %s", cfg.stage.name, resume_from)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    if hasattr(module, "export") and trainer.is_global_zero:
+        module.export(run_dir / "export")
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+               if getattr(v, "numel", lambda: 1)() == 1}
+    if trainer.is_global_zero:
+        (run_dir / DONE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    return metrics

@@ -1,0 +1,47 @@
+"""Resumable, step-indexed random sampling for training loaders.
+
+Batch ``k`` of a run is a pure function of ``(seed, k)``: its indices are drawn from a generator
+seeded with both. A run resumed from a checkpoint therefore sees exactly the batches an
+uninterrupted run would have seen, without saving iterator state (Lightning restarts the
+dataloader iterator on resume; the sampler is told where to start, see ``start_batch``).
+The stream is infinite, so training length is set by ``trainer.max_steps``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+
+class StepSeededSampler(Sampler[int]):
+    """Infinite sampler: batch ``k`` = ``batch_size`` indices drawn uniformly with replacement,
+    from a generator seeded by ``(seed, k)``. Iteration starts at batch ``start_batch``."""
+
+    def __init__(self, num_items: int, batch_size: int, seed: int = 0, start_batch: int = 0,
+                 rank: int = 0):
+        if num_items <= 0:
+            raise ValueError("StepSeededSampler needs at least one item to sample from")
+        self.num_items, self.batch_size = int(num_items), int(batch_size)
+        self.seed, self.start_batch, self.rank = int(seed), int(start_batch), int(rank)
+
+    def batch_indices(self, k: int) -> torch.Tensor:
+        """Indices (batch_size,) of global batch ``k`` on this rank."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + k * 9_973 + self.rank * 7_919_729)
+        return torch.randint(self.num_items, (self.batch_size,), generator=g)
+
+    def __iter__(self) -> Iterator[int]:
+        k = self.start_batch
+        while True:
+            yield from self.batch_indices(k).tolist()
+            k += 1
+
+
+def batches_completed(trainer) -> int:
+    """Number of training batches a (possibly restored) trainer has completed; 0 without one."""
+    if trainer is None:
+        return 0
+    try:
+        return int(trainer.fit_loop.epoch_loop.batch_progress.total.completed)
+    except AttributeError:
+        return 0

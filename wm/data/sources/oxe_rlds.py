@@ -1,0 +1,379 @@
+"""Open X-Embodiment RLDS (TFDS TFRecord) episodes -> wm-episodes, without TensorFlow.
+
+The paper's RT-1 experiments (RLVR-World Sec. 4.2, App. B) use the ``fractal20220817_data``
+release of Open X-Embodiment, stored as TFDS TFRecord shards: each record is one
+``tf.train.Example`` holding a whole episode, with per-step features flattened into keys such as
+``steps/observation/image`` (one JPEG per step) and ``steps/action/world_vector`` (T*3 floats).
+
+This module implements, from the published formats:
+
+* a TFRecord reader: ``uint64 length (LE) | uint32 masked crc32c(length) | data |
+  uint32 masked crc32c(data)``, ``masked(c) = ((c >> 15) | (c << 17)) + 0xa282ead8``;
+  CRC-32C (Castagnoli) is computed in pure Python (slicing-by-8); data CRCs can be skipped for
+  speed with ``verify_crc=False`` (length CRCs are always checked);
+* a minimal protobuf wire-format decoder for ``tf.train.Example``: Example{features=1} ->
+  Features{map<string, Feature> feature=1} -> Feature{bytes_list=1 | float_list=2 |
+  int64_list=3}, each a ``repeated value=1``, packed or not;
+* shard discovery from ``dataset_info.json`` (``filepathTemplate`` and ``shardLengths``, falling
+  back to ``<name>-<split>.tfrecord-*``) and per-step shapes from ``features.json``.
+
+Actions: the listed ``action_fields`` are concatenated per step in the given order (int64 fields
+such as RT-1's one-hot ``terminate_episode`` are cast to float32). ``RT1_ACTION_FIELDS`` is the
+13-d RT-1 action in the order of the reference's ``frac_action_ranges`` (shared/data/rt1/
+action_ranges.json): the action dict's keys sorted alphabetically, 2+1+1+3+3+3 = 13, which puts
+the [-1, 1] gripper at dim 3 and the one-hot terminate flag at dims 7-9, as those ranges show.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import struct
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from wm.data.episodes import DataError, EpisodeWriter
+
+log = logging.getLogger(__name__)
+
+RT1_ACTION_FIELDS = (
+    "steps/action/base_displacement_vector",             # 2
+    "steps/action/base_displacement_vertical_rotation",  # 1
+    "steps/action/gripper_closedness_action",            # 1, in [-1, 1]
+    "steps/action/rotation_delta",                       # 3
+    "steps/action/terminate_episode",                    # 3, one-hot (int32 upstream)
+    "steps/action/world_vector",                         # 3
+)
+RT1_CAMERA = "steps/observation/image"
+RT1_LANGUAGE = "steps/observation/natural_language_instruction"
+
+# ----------------------------------------------------------------------------------- CRC-32C
+
+
+def _crc_tables() -> list[list[int]]:
+    poly = 0x82F63B78  # Castagnoli, reflected
+    t0 = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ poly if c & 1 else c >> 1
+        t0.append(c)
+    tables = [t0]
+    for _ in range(7):  # slicing-by-8: table k advances a byte through k more zero bytes
+        prev = tables[-1]
+        tables.append([(prev[i] >> 8) ^ t0[prev[i] & 0xFF] for i in range(256)])
+    return tables
+
+
+_T = _crc_tables()
+
+
+def crc32c(data: bytes | memoryview) -> int:
+    """CRC-32C of ``data`` (pure Python, ~8 bytes per loop iteration)."""
+    t0, t1, t2, t3, t4, t5, t6, t7 = _T
+    crc = 0xFFFFFFFF
+    mv = memoryview(data).cast("B")
+    n8 = len(mv) // 8 * 8
+    for lo, hi in struct.iter_unpack("<II", mv[:n8]):
+        x = crc ^ lo
+        crc = (t7[x & 0xFF] ^ t6[(x >> 8) & 0xFF] ^ t5[(x >> 16) & 0xFF] ^ t4[x >> 24]
+               ^ t3[hi & 0xFF] ^ t2[(hi >> 8) & 0xFF] ^ t1[(hi >> 16) & 0xFF] ^ t0[hi >> 24])
+    for b in mv[n8:]:
+        crc = (crc >> 8) ^ t0[(crc ^ b) & 0xFF]
+    return crc ^ 0xFFFFFFFF
+
+
+def masked_crc32c(data: bytes | memoryview) -> int:
+    c = crc32c(data)
+    return (((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+# ----------------------------------------------------------------------------------- TFRecord
+
+
+def read_tfrecord(path: str | Path, verify_crc: bool = True) -> Iterator[bytes]:
+    """Yield the records of one TFRecord file; corruption raises DataError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"TFRecord shard {path} not found; check data_dir and split")
+    with open(path, "rb") as f:
+        k = 0
+        while True:
+            header = f.read(12)
+            if not header:
+                return
+            if len(header) < 12:
+                raise DataError(f"{path}: truncated record header at record {k}; the file is corrupt")
+            length, length_crc = struct.unpack("<QI", header)
+            if masked_crc32c(header[:8]) != length_crc:
+                raise DataError(f"{path}: length CRC mismatch at record {k}; the file is corrupt "
+                                "(re-download the shard)")
+            data = f.read(length)
+            footer = f.read(4)
+            if len(data) < length or len(footer) < 4:
+                raise DataError(f"{path}: truncated record {k}; the file is corrupt")
+            if verify_crc and masked_crc32c(data) != struct.unpack("<I", footer)[0]:
+                raise DataError(f"{path}: data CRC mismatch at record {k}; the file is corrupt "
+                                "(re-download the shard)")
+            yield data
+            k += 1
+
+
+# ----------------------------------------------------------------------------------- protobuf
+
+
+def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _fields(buf: memoryview) -> Iterator[tuple[int, int, object]]:
+    """Yield (field number, wire type, value): int for varint/fixed, memoryview for bytes."""
+    pos, n = 0, len(buf)
+    while pos < n:
+        key, pos = _varint(buf, pos)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            val, pos = _varint(buf, pos)
+        elif wt == 1:
+            val, pos = buf[pos:pos + 8], pos + 8
+        elif wt == 2:
+            size, pos = _varint(buf, pos)
+            if pos + size > n:
+                raise ValueError("truncated length-delimited field")
+            val, pos = buf[pos:pos + size], pos + size
+        elif wt == 5:
+            val, pos = buf[pos:pos + 4], pos + 4
+        else:
+            raise ValueError(f"unsupported wire type {wt}")
+        yield num, wt, val
+
+
+def _to_int64(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _decode_feature(buf: memoryview) -> list[bytes] | np.ndarray:
+    """Feature -> list of bytes (bytes_list), float32 array (float_list) or int64 array."""
+    for kind, wt, lst in _fields(buf):
+        if wt != 2:
+            raise ValueError("Feature field is not a message")
+        if kind == 1:  # BytesList
+            return [bytes(v) for _, _, v in _fields(lst)]
+        if kind == 2:  # FloatList: packed (wt 2) or one fixed32 per value (wt 5)
+            parts = [np.frombuffer(v, "<f4") for _, _, v in _fields(lst)]
+            return np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+        if kind == 3:  # Int64List: packed varints or one varint per value
+            out: list[int] = []
+            for _, w, v in _fields(lst):
+                if w == 0:
+                    out.append(_to_int64(v))
+                else:
+                    p = 0
+                    while p < len(v):
+                        x, p = _varint(v, p)
+                        out.append(_to_int64(x))
+            return np.array(out, dtype=np.int64)
+    return []  # an empty Feature (no kind set)
+
+
+def parse_example(record: bytes) -> dict[str, list[bytes] | np.ndarray]:
+    """Decode a serialized ``tf.train.Example`` into {key: values}. Raises ValueError if malformed."""
+    out: dict[str, list[bytes] | np.ndarray] = {}
+    for num, wt, features in _fields(memoryview(record)):
+        if num != 1 or wt != 2:
+            continue
+        for fnum, fwt, entry in _fields(features):
+            if fnum != 1 or fwt != 2:
+                continue
+            key, value = None, memoryview(b"")
+            for enum, _, v in _fields(entry):
+                if enum == 1:
+                    key = bytes(v).decode("utf-8")
+                elif enum == 2:
+                    value = v
+            if key is not None:
+                out[key] = _decode_feature(value)
+    return out
+
+
+# ----------------------------------------------------------------------------------- dataset
+
+
+def _flatten_features(node: dict, prefix: str = "") -> dict[str, dict]:
+    """features.json tree -> {"steps/observation/image": leaf spec}."""
+    if "featuresDict" in node:
+        out = {}
+        for k, v in node["featuresDict"]["features"].items():
+            out.update(_flatten_features(v, f"{prefix}/{k}" if prefix else k))
+        return out
+    if "sequence" in node:
+        return _flatten_features(node["sequence"]["feature"], prefix)
+    return {prefix: node}
+
+
+def _leaf_shape(spec: dict) -> tuple[int, ...]:
+    for kind in ("tensor", "image"):
+        if kind in spec:
+            return tuple(int(d) for d in spec[kind].get("shape", {}).get("dimensions", []))
+    return ()
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise DataError(f"{path} not found; data_dir must be an RLDS version folder holding "
+                        "dataset_info.json, features.json and the TFRecord shards")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path} is corrupt ({e})") from None
+
+
+class OXERLDSSource:
+    """Convert one split of an Open X-Embodiment RLDS dataset into wm-episodes.
+
+    Args:
+        data_dir: the version folder, e.g. ``.../fractal20220817_data/0.1.0``.
+        split: ``train``, ``val``/``test`` as listed in dataset_info.json.
+        camera: image feature key, e.g. ``steps/observation/image`` (RT-1) or
+            ``steps/observation/image_0`` (Bridge).
+        action_fields: feature keys concatenated into the action vector per step.
+        language_field: per-step text feature with the instruction, or None.
+        max_episodes: stop after this many episodes (None: all).
+        verify_crc: check the data CRC of every record (pure Python; ~0.1 s per MB).
+    """
+
+    def __init__(self, data_dir: str, split: str = "train", camera: str = RT1_CAMERA,
+                 action_fields: Sequence[str] = RT1_ACTION_FIELDS,
+                 language_field: str | None = RT1_LANGUAGE, max_episodes: int | None = None,
+                 verify_crc: bool = True, overwrite: bool = False):
+        self.data_dir = Path(data_dir)
+        self.split, self.camera = split, camera
+        self.action_fields = list(action_fields)
+        self.language_field, self.max_episodes = language_field, max_episodes
+        self.verify_crc, self.overwrite = verify_crc, overwrite
+        info = _read_json(self.data_dir / "dataset_info.json")
+        self.name = info.get("name", self.data_dir.parent.name)
+        features = _flatten_features(_read_json(self.data_dir / "features.json"))
+        self.step_shapes = {k[len("steps/"):]: _leaf_shape(v) for k, v in features.items()
+                            if k.startswith("steps/")}
+        if not camera.startswith("steps/") or camera[6:] not in self.step_shapes:
+            images = [k for k, v in features.items() if "image" in v]
+            raise DataError(f"camera {camera!r} is not an image feature of {self.data_dir}/features.json; "
+                            f"available: {images}")
+        for field in self.action_fields + ([language_field] if language_field else []):
+            if not field.startswith("steps/") or field[6:] not in self.step_shapes:
+                raise DataError(f"feature {field!r} is not a per-step feature of "
+                                f"{self.data_dir}/features.json; available: "
+                                f"{sorted(k for k in features if k.startswith('steps/'))}")
+        self.action_dims = [int(np.prod(self.step_shapes[f[6:]])) for f in self.action_fields]
+        self.shards = self._shards(info)
+
+    def _shards(self, info: dict) -> list[Path]:
+        splits = {s.get("name"): s for s in info.get("splits", [])}
+        if self.split not in splits:
+            raise DataError(f"split {self.split!r} not in {self.data_dir}/dataset_info.json; "
+                            f"available: {sorted(splits)}")
+        spec = splits[self.split]
+        n = len(spec.get("shardLengths", []))
+        template = spec.get("filepathTemplate")
+        if template and n:
+            fmt = info.get("fileFormat", "tfrecord")
+            paths = [self.data_dir / template.replace("{DATASET}", self.name)
+                     .replace("{SPLIT}", self.split).replace("{FILEFORMAT}", fmt)
+                     .replace("{SHARD_X_OF_Y}", f"{i:05d}-of-{n:05d}") for i in range(n)]
+        else:  # older TFDS releases (e.g. fractal20220817_data 0.1.0) name shards implicitly
+            paths = sorted(self.data_dir.glob(f"{self.name}-{self.split}.tfrecord-*"))
+        missing = [p for p in paths if not p.is_file()]
+        if not paths or missing:
+            raise DataError(f"TFRecord shards of split {self.split!r} missing in {self.data_dir}: "
+                            f"{[p.name for p in missing] or 'none found'}")
+        return paths
+
+    def episodes(self) -> Iterator[tuple[np.ndarray, np.ndarray, str | None, dict]]:
+        """Yield (frames (T,H,W,3) uint8, actions (T,A) float32, language, meta) per episode."""
+        from PIL import Image
+
+        count = 0
+        for shard in self.shards:
+            for k, record in enumerate(read_tfrecord(shard, self.verify_crc)):
+                if self.max_episodes is not None and count >= self.max_episodes:
+                    return
+                where = f"{shard} record {k}"
+                try:
+                    ex = parse_example(record)
+                except ValueError as e:
+                    raise DataError(f"{where}: not a valid tf.train.Example ({e})") from None
+                images = ex.get(self.camera)
+                if not isinstance(images, list) or not images:
+                    raise DataError(f"{where}: no encoded images under {self.camera!r}")
+                try:
+                    frames = np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB"))
+                                       for b in images])  # (T, H, W, 3)
+                except (OSError, ValueError) as e:
+                    raise DataError(f"{where}: cannot decode an image of {self.camera!r} ({e})") from None
+                t = frames.shape[0]
+                parts = []
+                for field, dim in zip(self.action_fields, self.action_dims):
+                    v = ex.get(field)
+                    if not isinstance(v, np.ndarray) or v.size != t * dim:
+                        raise DataError(f"{where}: {field!r} has {getattr(v, 'size', len(v or []))} "
+                                        f"values, expected {t} steps x {dim}")
+                    parts.append(v.reshape(t, dim).astype(np.float32))  # (T, dim)
+                actions = np.concatenate(parts, axis=1)  # (T, A)
+                language = None
+                if self.language_field:
+                    texts = [b.decode("utf-8", "replace") for b in ex.get(self.language_field) or []]
+                    language = next((s for s in texts if s.strip()), None)
+                meta = {"shard": shard.name, "record": k}
+                for key in ("episode_metadata/file_path", "episode_metadata/episode_id"):
+                    if key in ex and len(ex[key]):
+                        v = ex[key][0]
+                        meta[key.split("/")[-1]] = v.decode() if isinstance(v, bytes) else int(v)
+                count += 1
+                yield frames, actions, language, meta
+
+    def write(self, root: str | Path) -> Path:
+        from tqdm import tqdm
+
+        with EpisodeWriter(root, source=f"oxe_rlds:{self.name}/{self.split}",
+                           overwrite=self.overwrite) as w:
+            for frames, actions, language, meta in tqdm(self.episodes(), desc=f"{self.name} {self.split}",
+                                                        unit="ep", total=self.max_episodes):
+                w.add(frames, actions, language=language, meta=meta)
+        return Path(root)
+
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-dir", required=True, help="RLDS version folder (dataset_info.json inside)")
+        p.add_argument("--split", default="train")
+        p.add_argument("--camera", default=RT1_CAMERA)
+        p.add_argument("--action-fields", nargs="+", default=list(RT1_ACTION_FIELDS),
+                       help="feature keys concatenated into the action (default: the 13-d RT-1 action)")
+        p.add_argument("--language-field", default=RT1_LANGUAGE, help="'' for none")
+        p.add_argument("--max-episodes", type=int, default=None)
+        p.add_argument("--no-verify-crc", action="store_true", help="skip data CRCs (faster)")
+
+    @classmethod
+    def from_args(cls, a: argparse.Namespace) -> "OXERLDSSource":
+        return cls(a.data_dir, a.split, a.camera, a.action_fields, a.language_field or None,
+                   a.max_episodes, not a.no_verify_crc, a.overwrite)
+
+
+if __name__ == "__main__":
+    from wm.data.sources import cli_main
+    cli_main(OXERLDSSource)

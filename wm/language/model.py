@@ -1,0 +1,123 @@
+"""Causal language model loading with LoRA, saving, and the KL reference without a second copy.
+
+Paper: RLVR-World (NeurIPS 2025), Sec. 4.1-4.2 and appendix: DeepSeek-R1-Distill-Qwen-1.5B/7B,
+SFT with LoRA (r=32, alpha=16, all linear layers, dropout 0.05), then RL. The KL reference of
+GRPO is the base model; with LoRA it is the same network with the adapters switched off
+(``reference_logits_context``), so no second copy of the weights is held. Departure: when the
+policy is trained with LoRA the reference is the *base* model, not the SFT checkpoint, unless
+the SFT adapter was merged before RL (``save_hf`` writes a merged copy for that).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+DEFAULT_MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+DEFAULT_LORA = {"r": 32, "alpha": 16, "target_modules": "all-linear", "dropout": 0.05}
+_DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
+           "fp16": "float16", "float16": "float16"}
+
+
+def _torch_dtype(dtype: str):
+    import torch
+
+    if dtype == "auto":
+        return "auto"
+    if dtype not in _DTYPES:
+        raise ValueError(f"load_causal_lm: dtype={dtype!r}; use one of 'auto', {sorted(_DTYPES)}")
+    return getattr(torch, _DTYPES[dtype])
+
+
+def load_causal_lm(
+    name_or_path: str = DEFAULT_MODEL,
+    lora: dict | None = None,
+    dtype: str = "auto",
+    device_map=None,
+):
+    """Load ``(model, tokenizer)`` with transformers; wrap the model in a peft LoRA if ``lora``.
+
+    ``lora`` keys (defaults from the paper): ``r`` (32), ``alpha`` (16), ``target_modules``
+    ("all-linear"), ``dropout`` (0.05). ``dtype``: "auto" | "bf16" | "fp32" | "fp16".
+    Raises ``OSError`` naming the model and how to point at a local copy when it cannot be found.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_path, dtype=_torch_dtype(dtype), device_map=device_map
+        )
+    except (OSError, ValueError) as err:
+        offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+        raise OSError(
+            f"could not load the language model {name_or_path!r}: {err}\n"
+            "Point the model config at a local folder holding the Hugging Face files "
+            "(config.json, weights, tokenizer), or download it once with network access and set "
+            f"HF_HOME (now {os.environ.get('HF_HOME', '~/.cache/huggingface')!r}) to that cache"
+            + (" (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE is set)." if offline else ".")
+        ) from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if lora is not None:
+        model = apply_lora(model, lora)
+    return model, tokenizer
+
+
+def apply_lora(model, lora: dict | None = None):
+    """Wrap ``model`` in a peft LoRA (see ``load_causal_lm`` for the keys)."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = {**DEFAULT_LORA, **(lora or {})}
+    unknown = set(cfg) - set(DEFAULT_LORA)
+    if unknown:
+        raise ValueError(f"lora: unknown keys {sorted(unknown)}; allowed {sorted(DEFAULT_LORA)}")
+    config = LoraConfig(
+        r=cfg["r"],
+        lora_alpha=cfg["alpha"],
+        target_modules=cfg["target_modules"],
+        lora_dropout=cfg["dropout"],
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def is_lora(model) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+@contextlib.contextmanager
+def reference_logits_context(model):
+    """Inside the block, ``model`` computes the base model (LoRA adapters disabled).
+
+    For a model without adapters this is a no-op, so the caller must hold a separate frozen
+    reference in that case (``is_lora`` tells which).
+    """
+    if is_lora(model):
+        with model.disable_adapter():
+            yield model
+    else:
+        yield model
+
+
+def save_hf(model, tokenizer, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``out_dir/adapter`` (LoRA weights only, if any) and ``out_dir/merged`` (a plain
+    Hugging Face model with the adapters merged in, loadable by ``from_pretrained``), each with
+    the tokenizer. The live ``model`` is left unmerged. Returns the written paths."""
+    out = Path(out_dir)
+    paths: dict[str, Path] = {}
+    if is_lora(model):
+        import copy
+
+        paths["adapter"] = out / "adapter"
+        model.save_pretrained(paths["adapter"])
+        tokenizer.save_pretrained(paths["adapter"])
+        merged = copy.deepcopy(model).merge_and_unload()
+    else:
+        merged = model
+    paths["merged"] = out / "merged"
+    merged.save_pretrained(paths["merged"])
+    tokenizer.save_pretrained(paths["merged"])
+    return paths

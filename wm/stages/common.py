@@ -1,0 +1,51 @@
+"""Pieces shared by the MLE and GRPO LightningModules (no modality knowledge here)."""
+from __future__ import annotations
+
+import torch
+
+from wm.rollout.sampler import Sampler
+
+
+def seeded_generator(seed: int, step: int, rank: int, device) -> torch.Generator:
+    """A generator whose state is a pure function of (seed, step, rank): runs resumed from a
+    checkpoint draw exactly the samples an uninterrupted run would have drawn."""
+    g = torch.Generator(device=device)
+    g.manual_seed((int(seed) * 1_000_003 + int(step) * 7_919 + int(rank) * 104_729) % (2**63 - 1))
+    return g
+
+
+def warmup_constant_schedule(optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup from ~0 to the optimizer's lr over ``warmup_steps``, then constant."""
+    warmup = max(int(warmup_steps), 0)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
+
+
+@torch.no_grad()
+def sample_and_score(module, batch, group_size: int, generator: torch.Generator,
+                     temperature: float = 1.0, top_k: int | None = None,
+                     top_p: float | None = None):
+    """Sample ``group_size`` responses per prompt with the module's policy, decode and score.
+
+    Returns (predictions, rewards, metrics, rollout): ``rewards`` maps reward components
+    (``"reward"`` is the optimized scalar) and ``metrics`` maps evaluation metrics to (B*G,).
+    """
+    task, policy = module.task, module.policy
+    prompts = task.prompts(batch)
+    was_training = policy.training
+    policy.eval()
+    rollout = Sampler().sample(policy, prompts.ids, prompts.mask, prompts.plan,
+                               group_size=group_size, temperature=temperature, top_k=top_k,
+                               top_p=top_p, generator=generator)
+    policy.train(was_training)
+    preds = task.decode(rollout.tokens, batch, group_size)
+    rewards = task.rewards(preds, batch, group_size)
+    return preds, rewards, task.metrics(preds, batch, group_size), rollout
+
+
+class PolicyCheckpointMixin:
+    """Stores what the task needs to rebuild the policy (architecture, tokenizer paths) in every
+    Lightning checkpoint, so the next stage loads it by path alone."""
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["wm_policy"] = self.task.policy_checkpoint(self.policy)

@@ -1,0 +1,220 @@
+"""GRPO post-training with verifiable rewards: one loop for every modality.
+
+Paper Sec. 3.2 (RLVR) with GRPO as in the reference (verl): for each prompt sample a group of
+G responses (temperature 1), decode them, score them with the task's verifiable reward, turn the
+rewards into group-relative advantages, then run ``ppo_epochs`` passes of clipped policy-gradient
+updates over mini-batches, with a KL *loss term* to a frozen reference (k3, coef 0.001).
+
+Everything modality-specific lives in the ``task``; all maths lives in the pure functions of
+``wm.rl``; this module only wires them.
+
+Departures from the reference, on purpose:
+- token-mean aggregation is normalized by the token count of the whole mini-batch across
+  micro-batches *and* ranks (verl divided per-micro-batch means by the accumulation steps);
+- every random draw in a step (sampling, mini-batch shuffling, dropout) is seeded from
+  ``(seed, step, rank)``, so a resumed run reproduces an uninterrupted one exactly;
+- the KL reference of a LoRA policy is the same weights with adapters disabled (no copy).
+
+Shapes: B prompts per rank, G responses each, N = B*G rows, L response tokens.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from contextlib import contextmanager
+
+import torch
+import lightning as L
+
+from wm.rl.advantages import frac_zero_std, group_advantages
+from wm.rl.loss import GRPOLossConfig, grpo_loss, token_entropy, token_logprobs
+from wm.rollout.forward import response_logits
+from wm.stages.common import (
+    PolicyCheckpointMixin, sample_and_score, seeded_generator, warmup_constant_schedule)
+
+
+class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
+    """Group Relative Policy Optimization of a pretrained world model.
+
+    Args:
+        task: a ``wm.tasks.base.Task``.
+        model: model factory (partial) completed by ``task.build_policy``.
+        init_policy: the MLE checkpoint (video: Lightning ``.ckpt``; text: HF adapter folder).
+        optimizer: ``functools.partial`` of a torch optimizer.
+        loss: a ``wm.rl.loss.GRPOLossConfig`` (clip, KL, entropy, aggregation, advantages).
+        group_size: G responses per prompt (reference: 16 video, 5 text).
+        mini_batch_size: prompts per optimizer step (reference: 32 of 128 -> 4 steps per rollout).
+        micro_batch_size: responses per forward/backward (memory knob; maths unchanged).
+        ppo_epochs: passes over each rollout batch (reference: 1).
+        temperature, top_k, top_p: rollout sampling (reference: 1.0, none, none).
+        grad_clip: max global grad norm (reference: 1.0).
+        warmup_steps: linear lr warmup in optimizer steps.
+        use_reference: keep a frozen reference for the KL term (needed when kl_coef > 0).
+        val_group_size, val_top_k: validation sampling (paper's evaluation: top-k 100).
+        log_images_every_n_steps: log predicted-vs-true samples to TensorBoard (0 = never).
+        seed: base of every per-step seed.
+    """
+
+    def __init__(self, task, model, optimizer, loss: GRPOLossConfig, init_policy: str | None,
+                 group_size: int = 16, mini_batch_size: int | None = None,
+                 micro_batch_size: int = 16, ppo_epochs: int = 1, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, grad_clip: float = 1.0,
+                 warmup_steps: int = 0, use_reference: bool = True, val_group_size: int = 1,
+                 val_top_k: int | None = None, log_images_every_n_steps: int = 0, seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters(ignore=["task", "model", "optimizer", "loss"])
+        self.automatic_optimization = False
+        if group_size < 2:
+            raise ValueError(f"stage.module.group_size={group_size}: GRPO needs a group of at "
+                             "least 2 responses per prompt (reference: 16 video, 5 text)")
+        loss.validate()
+        self.loss_cfg = loss
+        self.task = task
+        self.policy = task.build_policy(model, init=init_policy)
+        self.optimizer_factory = optimizer
+        self.reference = None
+        if use_reference and not hasattr(self.policy, "disable_adapter"):
+            self.reference = copy.deepcopy(self.policy).eval().requires_grad_(False)
+
+    def setup(self, stage: str) -> None:
+        if self.trainer is not None and self.trainer.datamodule is not None:
+            self.task.connect(self.trainer.datamodule)
+
+    # ----------------------------------------------------------------------------- helpers
+    @contextmanager
+    def _reference_policy(self):
+        """The frozen KL reference: a copy, or the same LoRA model with adapters disabled."""
+        if self.reference is not None:
+            yield self.reference
+        else:
+            with self.policy.disable_adapter():
+                yield self.policy
+
+    def _sum_across_ranks(self, value: torch.Tensor) -> torch.Tensor:
+        return self.trainer.strategy.reduce(value.detach().float().clone(), reduce_op="sum")
+
+    @torch.no_grad()
+    def _logprobs(self, model, p_ids, p_mask, tokens) -> torch.Tensor:
+        """Log-probs (N, L) of ``tokens`` under ``model``, in micro-batches."""
+        out = []
+        for s in range(0, tokens.shape[0], self.hparams.micro_batch_size):
+            sl = slice(s, s + self.hparams.micro_batch_size)
+            logits = response_logits(model, p_ids[sl], p_mask[sl], tokens[sl])
+            out.append(token_logprobs(logits.float(), tokens[sl]))
+        return torch.cat(out)
+
+    # ------------------------------------------------------------------------- training
+    def training_step(self, batch, batch_idx):
+        hp, task = self.hparams, self.task
+        step = self.trainer.fit_loop.epoch_loop.batch_progress.total.completed  # resume-safe
+        gen = seeded_generator(hp.seed, step, self.global_rank, self.device)
+        torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen, device=self.device)))
+        G = hp.group_size
+
+        # 1. rollout: G responses per prompt, decoded and scored by the verifiable reward
+        t0 = time.perf_counter()
+        preds, rewards, metrics, rollout = sample_and_score(
+            self, batch, G, gen, temperature=hp.temperature, top_k=hp.top_k, top_p=hp.top_p)
+        rollout_s = time.perf_counter() - t0
+        reward = rewards["reward"].to(self.device).float()                    # (N,)
+        adv = group_advantages(reward, G, mode=self.loss_cfg.advantage)        # (N,)
+
+        prompts = task.prompts(batch)
+        p_ids = prompts.ids.repeat_interleave(G, dim=0)                        # (N, P)
+        p_mask = prompts.mask.repeat_interleave(G, dim=0)                      # (N, P)
+        tokens, mask = rollout.tokens, rollout.mask                            # (N, L)
+
+        # 2. log-probs of the behaviour policy (before any update) and of the reference
+        self.policy.eval()
+        old_logp = self._logprobs(self.policy, p_ids, p_mask, tokens)
+        ref_logp = None
+        if self.loss_cfg.kl_coef > 0:
+            with self._reference_policy() as ref:
+                ref_logp = self._logprobs(ref, p_ids, p_mask, tokens)
+        self.policy.train()
+
+        # 3. PPO epochs over mini-batches (groups may be split: advantages are precomputed)
+        stats = self._update(p_ids, p_mask, tokens, mask, old_logp, ref_logp, adv, gen)
+
+        # 4. logging (namespaced; see docs/metrics.md)
+        n_tok = self._sum_across_ranks(mask.sum())
+        self._log_group("grpo/reward", rewards)
+        self._log_group("grpo/metric", metrics)
+        self.log("grpo/frac_reward_zero_std", frac_zero_std(reward, G), sync_dist=True)
+        self.log("grpo/rollout_tokens_per_s", float(mask.numel()) / max(rollout_s, 1e-9))
+        self.log("grpo/response_tokens", n_tok / max(self.trainer.world_size, 1))
+        for k, v in stats.items():
+            self.log(f"grpo/{k}", v, sync_dist=True, prog_bar=k in ("kl", "grad_norm"))
+        every = hp.log_images_every_n_steps
+        if every and step % every == 0 and hasattr(task, "log_samples"):
+            task.log_samples(self.logger, "grpo/samples", preds, batch, self.global_step)
+
+    def _update(self, p_ids, p_mask, tokens, mask, old_logp, ref_logp, adv, gen) -> dict:
+        hp, opt = self.hparams, self.optimizers()
+        sched = self.lr_schedulers()
+        G, N = hp.group_size, tokens.shape[0]
+        rows_per_step = (hp.mini_batch_size or N // G) * G
+        world = max(self.trainer.world_size, 1)
+        totals: dict[str, float] = {}
+        n_updates = 0
+        for _ in range(hp.ppo_epochs):
+            order = torch.randperm(N, generator=gen, device=gen.device).to(self.device)
+            for s in range(0, N, rows_per_step):
+                rows = order[s : s + rows_per_step]
+                # global normalizers: tokens / sequences of this mini-batch on ALL ranks
+                g_tok = self._sum_across_ranks(mask[rows].sum()).clamp(min=1)
+                g_seq = self._sum_across_ranks((mask[rows].sum(1) > 0).sum()).clamp(min=1)
+                opt.zero_grad()
+                step_stats: dict[str, torch.Tensor] = {}
+                for m in range(0, rows.numel(), hp.micro_batch_size):
+                    mb = rows[m : m + hp.micro_batch_size]
+                    logits = response_logits(self.policy, p_ids[mb], p_mask[mb], tokens[mb])
+                    logp = token_logprobs(logits.float(), tokens[mb])            # (n, L)
+                    ent = token_entropy(logits.float())                          # (n, L)
+                    loss, st = grpo_loss(
+                        logp, old_logp[mb], None if ref_logp is None else ref_logp[mb],
+                        adv[mb], mask[mb], self.loss_cfg, entropy=ent,
+                        global_tokens=g_tok, global_seqs=g_seq,
+                        max_len=tokens.shape[1])
+                    # DDP averages gradients over ranks; the loss is already normalized by the
+                    # global count, so scale by world size to get the global mean gradient.
+                    self.manual_backward(loss * world)
+                    for k, v in st.items():       # stats are globally normalized: summable
+                        step_stats[k] = step_stats.get(k, 0.0) + v.detach() * world
+                params = [p for p in self.policy.parameters() if p.requires_grad]
+                gnorm = torch.nn.utils.clip_grad_norm_(params, hp.grad_clip or float("inf"))
+                opt.step()
+                sched.step()
+                step_stats["grad_norm"] = gnorm.detach()
+                for k, v in step_stats.items():
+                    totals[k] = totals.get(k, 0.0) + float(v)
+                n_updates += 1
+        out = {k: v / max(n_updates, 1) for k, v in totals.items()}
+        out["optimizer_steps"] = float(n_updates)
+        return out
+
+    def _log_group(self, prefix: str, values: dict[str, torch.Tensor]) -> None:
+        """Log mean and std of each (N,) tensor as ``<prefix>/<name>/{mean,std}``."""
+        for name, value in values.items():
+            value = value.float()
+            self.log(f"{prefix}/{name}/mean", value.mean(), sync_dist=True,
+                     prog_bar=name == "reward")
+            self.log(f"{prefix}/{name}/std", value.std() if value.numel() > 1 else 0.0,
+                     sync_dist=True)
+
+    # ----------------------------------------------------------------------- validation
+    def validation_step(self, batch, batch_idx):
+        hp = self.hparams
+        gen = seeded_generator(hp.seed + 1, batch_idx, self.global_rank, self.device)
+        preds, rewards, metrics, _ = sample_and_score(self, batch, hp.val_group_size, gen,
+                                                      top_k=hp.val_top_k)
+        for name, value in {**metrics, **rewards}.items():
+            self.log(f"val/{name}", value.float().mean(), sync_dist=True,
+                     prog_bar=name == "reward")
+        if batch_idx == 0 and hp.log_images_every_n_steps and hasattr(self.task, "log_samples"):
+            self.task.log_samples(self.logger, "val/samples", preds, batch, self.global_step)
+
+    def configure_optimizers(self):
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        opt = self.optimizer_factory(params)
+        return [opt], [warmup_constant_schedule(opt, self.hparams.warmup_steps)]

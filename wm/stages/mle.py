@@ -1,0 +1,78 @@
+"""MLE pretraining stage: next-token prediction on response tokens only.
+
+Paper Sec. 3 / Appendix B: the world model is first trained by maximum likelihood on
+(question, response) pairs; for video the response is the next frame's tokens, for text the
+next state. Only tokens in the task's loss mask count (given action tokens never do).
+Linear warmup then constant learning rate (the reference: lr 5e-5, 5k warmup steps).
+
+Departure: validation also samples one response per prompt and reports the task's verifiable
+reward and metrics (``val/reward``, ``val/<metric>``), so MLE and GRPO curves are comparable.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import lightning as L
+
+from wm.rollout.forward import response_logits
+from wm.stages.common import (
+    PolicyCheckpointMixin, sample_and_score, seeded_generator, warmup_constant_schedule)
+
+
+class MLEModule(PolicyCheckpointMixin, L.LightningModule):
+    """Teacher-forced cross-entropy on the task's response tokens.
+
+    Args:
+        task: a ``wm.tasks.base.Task`` (built by Hydra from ``data.task``).
+        model: factory (``functools.partial``) completed by ``task.build_policy``.
+        optimizer: ``functools.partial`` of a torch optimizer (lr, weight decay from config).
+        warmup_steps: linear warmup length in optimizer steps, then constant.
+        init_policy: optional checkpoint/directory to start from.
+        val_sample: also sample responses in validation and log rewards/metrics.
+        val_top_k: top-k for validation sampling (paper's evaluation: 100; null = none).
+        log_images_every_n_steps: how often to log predicted-vs-true samples (0 = never).
+    """
+
+    def __init__(self, task, model, optimizer, warmup_steps: int = 0,
+                 init_policy: str | None = None, val_sample: bool = True,
+                 val_top_k: int | None = None, log_images_every_n_steps: int = 0,
+                 seed: int = 0):
+        super().__init__()
+        self.save_hyperparameters(ignore=["task", "model", "optimizer"])
+        self.task = task
+        self.policy = task.build_policy(model, init=init_policy)
+        self.optimizer_factory = optimizer
+
+    def setup(self, stage: str) -> None:
+        if self.trainer is not None and self.trainer.datamodule is not None:
+            self.task.connect(self.trainer.datamodule)
+
+    def loss(self, batch) -> torch.Tensor:
+        """Mean cross-entropy over the task's loss-masked response tokens (scalar)."""
+        prompts, target = self.task.prompts(batch), self.task.responses(batch)
+        logits = response_logits(self.policy, prompts.ids, prompts.mask, target.ids)  # (B,L,V)
+        labels = target.ids.masked_fill(~target.loss_mask, -100)                       # (B,L)
+        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+
+    def training_step(self, batch, batch_idx):
+        loss = self.loss(batch)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", self.loss(batch), prog_bar=True, sync_dist=True)
+        if self.hparams.val_sample:
+            gen = seeded_generator(self.hparams.seed, batch_idx, self.global_rank, self.device)
+            preds, rewards, metrics, _ = sample_and_score(
+                self, batch, 1, gen, top_k=self.hparams.val_top_k)
+            for name, value in {**metrics, **rewards}.items():
+                self.log(f"val/{name}", value.float().mean(), sync_dist=True)
+            every = self.hparams.log_images_every_n_steps
+            if batch_idx == 0 and every and hasattr(self.task, "log_samples"):
+                self.task.log_samples(self.logger, "val/samples", preds, batch, self.global_step)
+
+    def configure_optimizers(self):
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        opt = self.optimizer_factory(params)
+        sched = warmup_constant_schedule(opt, self.hparams.warmup_steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,222 @@
+"""Stage 1: train a visual tokenizer (FSQ-VQGAN, per-frame or compressive).
+
+Reference (shared/REFERENCE.md "Video world model"): loss = L1 + 1.0 x LPIPS(VGG) + 0.1 x hinge
+GAN from step 10k, discriminator with a gradient penalty, lr 5e-4. The trained tokenizer is frozen
+in the MLE and GRPO stages, which rebuild it with :func:`load_tokenizer` from the checkpoint path.
+
+Training (manual optimization, two optimizers):
+1. generator: ``tokenizer.forward_clip(frames, n_context)`` (per-frame tokenizer: every frame of
+   the clip independently; compressive: context + conditioned future frames), loss
+   ``l1_weight * L1 + perceptual_weight * LPIPS + gan_weight * hinge_g`` (the GAN term only once
+   ``gan_start_step`` generator steps have been taken);
+2. discriminator (same condition): ``hinge_d + gp_weight * R1`` on real vs detached fakes.
+Steps are counted by a buffer ``gen_steps`` (saved in checkpoints) because Lightning's
+``global_step`` counts every optimizer's steps under manual optimization.
+
+Departures: a fixed ``gan_weight`` (no VQGAN adaptive weight from last-layer gradient norms);
+R1 instead of a WGAN-GP-style interpolated penalty.
+
+Logged keys (all documented here):
+- ``train/loss`` total generator loss; ``train/l1``; ``train/perceptual`` (0 without a
+  perceptual module); ``train/g_loss`` and ``train/d_loss`` (0 while the GAN is inactive);
+  ``train/gan_active`` (0/1); ``train/codebook_usage`` (fraction of the context/shared codebook
+  used in the batch); ``train/perplexity`` (exp entropy of its code histogram); for a
+  compressive tokenizer also ``train/codebook_usage_future`` and ``train/perplexity_future``.
+- ``val/l1``, ``val/mse``, ``val/psnr``, ``val/ssim`` (per frame, clamped to [0,1], all frames
+  of the clip), ``val/lpips`` if a perceptual module is given.
+- Images ``train/recon`` and ``val/recon`` (top row input, bottom row reconstruction) every
+  ``log_images_every_n_steps`` steps when the logger is a TensorBoardLogger.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from einops import rearrange
+from torch import nn
+
+from wm.evaluation.recon import frame_metrics
+from wm.vision.discriminator import hinge_d_loss, hinge_g_loss, r1_penalty
+from wm.vision.fsq_vqgan import codebook_stats
+from wm.vision.registry import build_tokenizer, tokenizer_config
+
+_MAX_IMAGES = 8
+
+
+class TokenizerModule(L.LightningModule):
+    """LightningModule for stage 1.
+
+    Args:
+        tokenizer: a ``wm.vision`` tokenizer (``FrameTokenizer`` or ``CompressiveTokenizer``).
+        perceptual: ``Perceptual`` or None (no perceptual loss).
+        discriminator: e.g. ``PatchDiscriminator`` or None (no GAN).
+        optimizer: ``functools.partial`` of a torch optimizer (``_partial_: true`` in Hydra).
+        disc_optimizer: partial for the discriminator (required when ``discriminator`` is set).
+        l1_weight, perceptual_weight, gan_weight: loss weights (reference 1.0, 1.0, 0.1).
+        gan_start_step: generator steps before the GAN terms switch on (reference 10,000).
+        gp_weight: R1 penalty weight (0 disables it).
+        n_context: context frames per clip (compressive tokenizer; per-frame ignores the split).
+        log_images_every_n_steps: image-grid period (0 disables).
+    """
+
+    def __init__(self, tokenizer: nn.Module, perceptual: nn.Module | None = None,
+                 discriminator: nn.Module | None = None, optimizer=None, disc_optimizer=None,
+                 l1_weight: float = 1.0, perceptual_weight: float = 1.0, gan_weight: float = 0.1,
+                 gan_start_step: int = 10_000, gp_weight: float = 10.0, n_context: int = 1,
+                 log_images_every_n_steps: int = 500):
+        super().__init__()
+        if optimizer is None:
+            raise ValueError("TokenizerModule needs `optimizer` (a partial, e.g. torch.optim.Adam with _partial_: true)")
+        if discriminator is not None and disc_optimizer is None:
+            raise ValueError("a discriminator is set but `disc_optimizer` is None; give one, or set discriminator: null")
+        self.save_hyperparameters(ignore=["tokenizer", "perceptual", "discriminator"])
+        self.automatic_optimization = False
+        self.tokenizer = tokenizer
+        self.perceptual = perceptual
+        self.discriminator = discriminator
+        self.register_buffer("gen_steps", torch.zeros((), dtype=torch.long))
+
+    # ---- optimizers ------------------------------------------------------------------------
+    def configure_optimizers(self):
+        opt_g = self.hparams.optimizer(self.tokenizer.parameters())
+        if self.discriminator is None:
+            return opt_g
+        return [opt_g, self.hparams.disc_optimizer(self.discriminator.parameters())]
+
+    def _optimizers(self):
+        opts = self.optimizers()
+        return (opts, None) if not isinstance(opts, (list, tuple)) else (opts[0], opts[1])
+
+    @property
+    def gan_active(self) -> bool:
+        return self.discriminator is not None and int(self.gen_steps) >= self.hparams.gan_start_step
+
+    # ---- steps -----------------------------------------------------------------------------
+    def _reconstruct(self, frames: torch.Tensor):
+        """(B,T,3,H,W) -> (recon (B*T,3,H,W), target (B*T,3,H,W), ClipReconstruction)."""
+        out = self.tokenizer.forward_clip(frames, self.hparams.n_context)
+        recon = torch.cat([out.context, out.future], dim=1).flatten(0, 1)  # (B, T, 3, H, W) -> (B*T, ...)
+        return recon, frames.flatten(0, 1), out
+
+    def training_step(self, batch, batch_idx):
+        frames = _frames(batch)
+        opt_g, opt_d = self._optimizers()
+        recon, target, out = self._reconstruct(frames)
+        gan_active = self.gan_active
+        l1 = (recon - target).abs().mean()
+        perc = self.perceptual(recon, target).mean() if self.perceptual is not None else l1.new_zeros(())
+        g_loss = hinge_g_loss(self.discriminator(recon)) if gan_active else l1.new_zeros(())
+        hp = self.hparams
+        loss = hp.l1_weight * l1 + hp.perceptual_weight * perc + hp.gan_weight * g_loss
+        opt_g.zero_grad()
+        self.manual_backward(loss)
+        opt_g.step()
+
+        d_loss = l1.new_zeros(())
+        if gan_active:
+            real = target.detach().requires_grad_(hp.gp_weight > 0)
+            logits_real = self.discriminator(real)
+            d_loss = hinge_d_loss(logits_real, self.discriminator(recon.detach()))
+            if hp.gp_weight > 0:
+                d_loss = d_loss + hp.gp_weight * r1_penalty(logits_real, real)
+            opt_d.zero_grad()  # also clears what the generator's backward left in D
+            self.manual_backward(d_loss)
+            opt_d.step()
+        self.gen_steps += 1
+
+        logs = {"train/loss": loss, "train/l1": l1, "train/perceptual": perc, "train/g_loss": g_loss,
+                "train/d_loss": d_loss, "train/gan_active": float(gan_active)}
+        logs.update(self._codebook_logs(out))
+        self.log_dict({k: (v.detach() if torch.is_tensor(v) else v) for k, v in logs.items()},
+                      batch_size=target.shape[0])
+        n = hp.log_images_every_n_steps
+        if n and (int(self.gen_steps) - 1) % n == 0:
+            self._log_images("train/recon", target, recon)
+        return loss.detach()
+
+    def _codebook_logs(self, out) -> dict[str, torch.Tensor]:
+        kc, kf = self.tokenizer.codebook_sizes
+        if self.tokenizer.shared_codebook:
+            ids = torch.cat([out.context_tokens.flatten(), out.future_tokens.flatten()])
+            usage, ppl = codebook_stats(ids, kc)
+            return {"train/codebook_usage": usage, "train/perplexity": ppl}
+        usage, ppl = codebook_stats(out.context_tokens, kc)
+        logs = {"train/codebook_usage": usage, "train/perplexity": ppl}
+        if out.future_tokens.numel():
+            usage_f, ppl_f = codebook_stats(out.future_tokens, kf)
+            logs.update({"train/codebook_usage_future": usage_f, "train/perplexity_future": ppl_f})
+        return logs
+
+    def validation_step(self, batch, batch_idx):
+        recon, target, _ = self._reconstruct(_frames(batch))
+        recon = recon.clamp(0.0, 1.0)
+        metrics = frame_metrics(recon, target)
+        logs = {"val/l1": metrics["mae"].mean(), "val/mse": metrics["mse"].mean(),
+                "val/psnr": metrics["psnr"].mean(), "val/ssim": metrics["ssim"].mean()}
+        if self.perceptual is not None:
+            logs["val/lpips"] = self.perceptual(recon, target).mean()
+        self.log_dict(logs, on_epoch=True, sync_dist=True, batch_size=target.shape[0])
+        if batch_idx == 0:
+            self._log_images("val/recon", target, recon)
+
+    # ---- images ----------------------------------------------------------------------------
+    def _log_images(self, tag: str, target: torch.Tensor, recon: torch.Tensor) -> None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        if not isinstance(self.logger, TensorBoardLogger) or self.global_rank != 0:
+            return
+        grid = recon_grid(target[:_MAX_IMAGES], recon[:_MAX_IMAGES])
+        self.logger.experiment.add_image(tag, grid, int(self.gen_steps))
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["tokenizer_config"] = tokenizer_config(self.tokenizer)
+        # the frozen perceptual network is rebuilt from its config, not stored (VGG16 is 59 MB)
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith("perceptual.")]:
+            del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self.perceptual is not None:  # put the current perceptual weights back for strict loading
+            state = checkpoint.setdefault("state_dict", {})
+            for k, v in self.perceptual.state_dict().items():
+                state.setdefault(f"perceptual.{k}", v)
+
+
+def recon_grid(target: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
+    """(N,3,H,W) inputs and reconstructions -> (3, 2H, N*W) image: inputs on top."""
+    rows = torch.stack([target, recon.clamp(0.0, 1.0)])                 # (2, N, 3, H, W)
+    return rearrange(rows.detach().float().cpu(), "r n c h w -> c (r h) (n w)")
+
+
+def _frames(batch) -> torch.Tensor:
+    frames = batch.get("frames") if isinstance(batch, dict) else None
+    if frames is None or frames.ndim != 5:
+        raise ValueError("the tokenizer stage expects video batches with batch['frames'] float (B, T, 3, H, W) in [0, 1]")
+    return frames
+
+
+def load_tokenizer(ckpt_path: str | Path, frozen: bool = True, map_location: str = "cpu") -> nn.Module:
+    """Rebuild the tokenizer trained by :class:`TokenizerModule` from its checkpoint path.
+
+    ``frozen=True`` returns it in eval mode with ``requires_grad_(False)`` (as the MLE and GRPO
+    stages use it). Lightning checkpoints pickle the optimizer partials in their hyperparameters,
+    so this loads with ``weights_only=False``: only load checkpoints you trust.
+    """
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"tokenizer checkpoint {path} does not exist; train one with "
+            "`python train.py stage=tokenizer data=<dataset>` and pass its .ckpt path"
+        )
+    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    if "tokenizer_config" not in ckpt:
+        raise ValueError(f"{path} has no 'tokenizer_config': it was not written by the tokenizer stage (TokenizerModule)")
+    tokenizer = build_tokenizer(ckpt["tokenizer_config"])
+    prefix = "tokenizer."
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    tokenizer.load_state_dict(state)
+    if frozen:
+        tokenizer.eval().requires_grad_(False)
+    return tokenizer

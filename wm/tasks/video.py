@@ -1,0 +1,237 @@
+"""The video world-model task (paper Sec. 4.2 "Video world models", Appendix B).
+
+A clip of ``context + future`` frames and their actions becomes a question/response pair:
+frames are encoded by the frozen visual tokenizer, actions by the 256-bin action tokenizer,
+and the ids are laid out by :mod:`wm.world.layout` (single-step: k frames + actions + BOS ->
+next frame + EOS; multi-step: context frame + action -> N x (frame, forced action)).
+Sampled responses are decoded back to frames and scored with :class:`wm.rewards.video.VideoReward`
+(reference reward ``-(MAE + LPIPS)``, averaged over predicted frames).
+
+Departures: the tokenizer and perceptual network are submodules of the task, so they follow the
+LightningModule to its device and are stored in its checkpoints (a world-model checkpoint is
+self-contained); both are frozen and kept in eval mode.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from wm.evaluation.video_metrics import repetition_mask
+from wm.rewards.video import frame_metrics
+from wm.tasks.base import Prompts, Responses
+from wm.world.actions import ActionTokenizer
+from wm.world.layout import MultiStepLayout, SingleStepLayout
+from wm.world.vocab import VocabLayout
+
+log = logging.getLogger(__name__)
+
+LAYOUTS = ("single_step", "multi_step")
+
+
+def load_checkpoint(path: str | Path, what: str, command: str) -> dict:
+    """torch.load a checkpoint, or fail with a message naming the command that produces it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} checkpoint not found: {path}. Produce it with `{command}` "
+                                f"or point the config at an existing file.")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+class VideoTask(nn.Module):
+    """Frames + actions -> token prompts/responses -> decoded frames -> verifiable rewards.
+
+    Args:
+        tokenizer_ckpt: checkpoint of ``stage=tokenizer`` (loaded by path, frozen).
+        layout: ``"single_step"`` or ``"multi_step"`` (the latter with a compressive tokenizer).
+        context_frames, future_frames: clip split (must match the DataModule's).
+        action_bins: bins per action dimension (reference: 256).
+        action_ranges: optional JSON of per-dimension [min, max] (else the dataset's stats).
+        reward: a ``VideoReward`` (components + ``reward``).
+        perceptual: LPIPS network or None (then LPIPS terms are unavailable).
+    """
+
+    def __init__(self, tokenizer_ckpt: str, layout: str = "single_step", context_frames: int = 1,
+                 future_frames: int = 1, action_bins: int = 256, action_ranges: str | None = None,
+                 reward=None, perceptual: nn.Module | None = None):
+        super().__init__()
+        if layout not in LAYOUTS:
+            raise ValueError(f"data.task.layout={layout!r}: choose one of {LAYOUTS}")
+        if layout == "single_step" and future_frames != 1:
+            raise ValueError(f"data.task.layout=single_step predicts one frame but "
+                             f"data.future_frames={future_frames}; set data.future_frames=1 or "
+                             "data.task.layout=multi_step")
+        from wm.stages.tokenizer import load_tokenizer
+
+        self.tokenizer_ckpt = str(tokenizer_ckpt)
+        self.tokenizer = load_tokenizer(tokenizer_ckpt).eval().requires_grad_(False)
+        self.perceptual = perceptual
+        if reward is not None and getattr(reward, "needs_perceptual", False) and perceptual is None:
+            raise ValueError("data.task.reward uses LPIPS but data.task.perceptual is null: "
+                             "configure a perceptual network or drop lpips from reward.weights")
+        self.reward_fn = reward
+        self.layout_name, self.Tc, self.Tf = layout, int(context_frames), int(future_frames)
+        self.action_bins, self.action_ranges = int(action_bins), action_ranges
+        if layout == "multi_step" and self.tokenizer.shared_codebook:
+            log.warning("multi_step layout with a per-frame tokenizer: every future frame costs as "
+                        "many tokens as a context frame (the paper uses a compressive tokenizer)")
+        self.vocab = VocabLayout.from_tokenizer(self.tokenizer, action_bins=self.action_bins)
+        self.actions: ActionTokenizer | None = None
+        self.layout = None
+        self._cache_key, self._cache = None, None
+
+    def train(self, mode: bool = True):
+        """The tokenizer and perceptual network stay frozen in eval mode."""
+        return super().train(False)
+
+    # ------------------------------------------------------------------ wiring
+    def connect(self, datamodule) -> None:
+        """Action tokenizer from the data statistics (or ``action_ranges``) and the layout."""
+        if self.action_ranges:
+            self.actions = ActionTokenizer.from_file(self.action_ranges, bins=self.action_bins)
+        else:
+            self.actions = ActionTokenizer.from_stats(datamodule.action_stats, bins=self.action_bins)
+        if self.actions.action_dim != datamodule.action_dim:
+            raise ValueError(f"action ranges have {self.actions.action_dim} dimensions but the "
+                             f"data has {datamodule.action_dim} (data.task.action_ranges)")
+        self.layout = self._make_layout(datamodule.action_dim)
+
+    def _make_layout(self, action_dim: int):
+        tok = self.tokenizer
+        if self.layout_name == "single_step":
+            return SingleStepLayout(self.Tc, tok.tokens_per_future_frame, action_dim, self.vocab)
+        return MultiStepLayout(self.Tc, tok.tokens_per_context_frame, self.Tf,
+                               tok.tokens_per_future_frame, action_dim, self.vocab)
+
+    def build_policy(self, factory, init: str | None = None) -> nn.Module:
+        """A fresh LLaMA sized to this vocabulary, or the policy stored in ``init``."""
+        if not init:
+            return factory(vocab_size=self.vocab.vocab_size)
+        ckpt = load_checkpoint(init, "world-model", "python train.py stage=mle data=<data>")
+        saved = ckpt.get("wm_policy")
+        if saved is None:
+            raise ValueError(f"{init} is not a world-model checkpoint of this project "
+                             "(no 'wm_policy' entry); pass the MLE or GRPO stage's last.ckpt")
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        config = LlamaConfig.from_dict(saved["config"])
+        if config.vocab_size != self.vocab.vocab_size:
+            raise ValueError(f"{init} was trained with vocabulary {config.vocab_size} but this "
+                             f"tokenizer gives {self.vocab.vocab_size}: use the same tokenizer_ckpt")
+        policy = LlamaForCausalLM(config)
+        state = {k[len("policy."):]: v for k, v in ckpt["state_dict"].items()
+                 if k.startswith("policy.")}
+        policy.load_state_dict(state)
+        return policy
+
+    def policy_checkpoint(self, policy) -> dict:
+        return {"config": policy.config.to_dict(), "layout": self.layout_name,
+                "task_kwargs": {"tokenizer_ckpt": self.tokenizer_ckpt}}
+
+    # ----------------------------------------------------------------- tokens
+    def _require_connected(self):
+        if self.layout is None:
+            raise RuntimeError("VideoTask.connect(datamodule) must be called before use")
+
+    @torch.no_grad()
+    def _encode(self, batch) -> dict:
+        """Token ids of a batch (cached for the last batch: prompts and responses share it)."""
+        self._require_connected()
+        frames = batch["frames"]
+        key = (frames.data_ptr(), tuple(frames.shape), str(frames.device))
+        if key == self._cache_key:
+            return self._cache
+        Tc, Tf = self.Tc, self.Tf
+        if frames.shape[1] < Tc + Tf:
+            raise ValueError(f"clips have {frames.shape[1]} frames, the task needs "
+                             f"context {Tc} + future {Tf}; align data.context_frames/future_frames")
+        ctx, fut = self.tokenizer.encode_clip(frames[:, : Tc + Tf], Tc)    # (B,Tc,Nc), (B,Tf,Nf)
+        bins = self.actions.encode(batch["actions"].float().cpu()).to(frames.device)  # (B,T,A)
+        act = self.vocab.action_ids(bins)
+        ctx_ids, fut_ids = self.vocab.context_ids(ctx), self.vocab.future_ids(fut)
+        if self.layout_name == "single_step":
+            built = self.layout.build(ctx_ids, act[:, :Tc], fut_ids[:, :1])
+        else:  # actions applied at the last context frame and at each predicted frame but the last
+            built = self.layout.build(ctx_ids, act[:, Tc - 1 : Tc - 1 + self.layout.num_actions],
+                                      fut_ids)
+        built["ctx_codes"], built["fut_codes"] = ctx, fut
+        self._cache_key, self._cache = key, built
+        return built
+
+    def prompts(self, batch) -> Prompts:
+        built = self._encode(batch)
+        prompt = built["prompt"]
+        plan = built["plan"]
+        return Prompts(prompt, torch.ones_like(prompt, dtype=torch.bool), plan)
+
+    def responses(self, batch) -> Responses:
+        built = self._encode(batch)
+        return Responses(built["response"], built["loss_mask"].to(built["response"].device))
+
+    # ------------------------------------------------------------ predictions
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor, batch, group_size: int) -> dict:
+        """Sampled responses (B*G, L) -> {"frames": (B*G,Tf,3,H,W), "tokens": (B*G,Tf,Nf),
+        "target": (B*G,Tf,3,H,W), "prev_tokens": (B*G,Nf) | None}."""
+        built = self._encode(batch)
+        ids = self.layout.split_response(tokens)                             # (N, Tf, Nf)
+        codes = self.vocab.future_codes_of(ids)
+        ctx = built["ctx_codes"].repeat_interleave(group_size, dim=0)        # (N, Tc, Nc)
+        frames = self.tokenizer.decode_clip(ctx, codes).clamp(0, 1)          # (N, Tf, 3, H, W)
+        target = batch["frames"][:, self.Tc : self.Tc + self.Tf]
+        prev = ctx[:, -1] if self.tokenizer.shared_codebook else None       # last context frame
+        return {"frames": frames, "tokens": codes,
+                "target": target.repeat_interleave(group_size, dim=0).to(frames.dtype),
+                "prev_tokens": prev}
+
+    def _repeated(self, preds) -> torch.Tensor:
+        return repetition_mask(preds["tokens"], prev=preds["prev_tokens"])  # (N, Tf) bool
+
+    def rewards(self, preds, batch, group_size: int) -> dict[str, torch.Tensor]:
+        return self.reward_fn(preds["frames"], preds["target"], perceptual=self.perceptual,
+                              repeated=self._repeated(preds))
+
+    def metrics(self, preds, batch, group_size: int, per_frame: bool = False
+                ) -> dict[str, torch.Tensor]:
+        """Per-row metrics averaged over predicted frames, plus ``repeat`` (1 when any predicted
+        frame repeats the previous one). ``per_frame`` adds ``<metric>@<t>`` for t = 1..Tf."""
+        values = frame_metrics(preds["frames"], preds["target"], perceptual=self.perceptual)
+        out = {k: v.mean(dim=1) for k, v in values.items()}                  # (N,)
+        out["repeat"] = self._repeated(preds).any(dim=1).float()
+        if per_frame and self.Tf > 1:
+            for k, v in values.items():                                      # v: (N, Tf)
+                out.update({f"{k}@{t + 1}": v[:, t] for t in range(v.shape[1])})
+        return out
+
+    #: which direction is better for each metric (best-of-N and tables)
+    higher_is_better = {"mae": False, "mse": False, "psnr": True, "ssim": True, "lpips": False,
+                        "repeat": False, "reward": True}
+
+    # --------------------------------------------------------------- visuals
+    def log_samples(self, logger, tag: str, preds, batch, step: int, rows: int = 4) -> None:
+        """Predicted vs true frames as an image grid in TensorBoard."""
+        from wm.evaluation.strips import frame_grid
+
+        exp = getattr(logger, "experiment", None)
+        if exp is None or not hasattr(exp, "add_image"):
+            return
+        n = min(rows, preds["frames"].shape[0])
+        exp.add_image(tag, frame_grid(preds["target"][:n], preds["frames"][:n]), step)
+
+    def save_samples(self, preds, batch, out_dir, rows: int = 4, group_size: int = 1) -> list:
+        """PNG strip (context, truth vs prediction), one GIF per sample, TensorBoard images."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        from wm.evaluation.strips import frame_grid, save_gif, save_strip
+
+        out_dir = Path(out_dir)
+        idx = torch.arange(0, preds["frames"].shape[0], group_size)[:rows]   # first sample each
+        target, pred = preds["target"][idx].cpu(), preds["frames"][idx].cpu()
+        context = batch["frames"][: len(idx), : self.Tc].cpu()
+        files = [save_strip(out_dir / "strip.png", target, pred, context=context)]
+        files += [save_gif(out_dir / f"sample{i}.gif", target[i], pred[i]) for i in range(len(idx))]
+        with SummaryWriter(str(out_dir / "tb")) as writer:
+            writer.add_image("eval/truth_vs_prediction", frame_grid(target, pred), 0)
+        return files

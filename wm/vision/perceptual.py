@@ -1,0 +1,238 @@
+"""LPIPS perceptual distance with a dependency-free fallback.
+
+The reference trains the tokenizer with 1.0 x LPIPS(VGG) and scores world models with LPIPS(VGG)
+(shared/REFERENCE.md "Video world model"; Zhang et al. 2018, "The Unreasonable Effectiveness of
+Deep Features as a Perceptual Metric"). The ``lpips`` package is the implementation of record
+and is used wherever it works. It imports torchvision and downloads ImageNet backbone weights,
+neither of which is possible on the CPU build machines, so a second backend re-implements the
+same network with plain torch.
+
+Backends (``Perceptual(backend=...)``):
+
+- ``"lpips"``: ``lpips.LPIPS(net=net)`` (pretrained heads and backbone). Import failure raises an
+  error telling how to install ``torchvision`` + ``lpips``.
+- ``"native"``: our VGG16 feature stack with exactly the layer indices of torchvision's
+  ``vgg16().features`` (taps after relu1_2, relu2_2, relu3_3, relu4_3, relu5_3), LPIPS v0.1's
+  scaling layer, channel-unit normalisation, squared difference, 1x1 linear heads, spatial mean,
+  sum over the five taps. Weights:
+    * backbone: ``backbone_weights`` (a path to torchvision's ``vgg16-397923af.pth`` or any state
+      dict with ``features.N.*`` or ``N.*`` keys); if None, torch hub's cache
+      ``<torch.hub.get_dir()>/checkpoints/vgg16-397923af.pth`` is used when present. With no
+      weights at all, construction raises unless ``allow_random_backbone=True``, which logs a
+      warning once; a random backbone is *never* used silently. ``description`` says which.
+    * linear heads: ``weights/v0.1/<net>.pth`` read from the installed lpips package's folder
+      (located with ``importlib.util.find_spec`` without importing lpips, whose import needs
+      torchvision), or ``head_weights`` if given. If neither exists the heads are uniform
+      (weight 1/C per channel, i.e. a channel mean per tap), which is a departure from LPIPS and
+      is named in ``description``.
+  With the real backbone and heads the native backend computes the same function as
+  ``lpips.LPIPS(net="vgg")`` (dropout is inactive in eval mode).
+- ``"auto"``: ``"lpips"`` if ``import lpips`` succeeds, else ``"native"``.
+
+Only ``net="vgg"`` exists in the native backend (the reference's choice); AlexNet/SqueezeNet
+need the lpips package.
+
+The module is frozen: eval mode and ``requires_grad_(False)`` on its parameters; gradients still
+flow to the *inputs*, which is what a perceptual training loss needs.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+VGG16_TORCHVISION_FILE = "vgg16-397923af.pth"
+# torchvision vgg16 "D" configuration: numbers are conv widths, "M" a 2x2 max-pool
+_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+_TAPS = (3, 8, 15, 22, 29)          # indices in vgg16.features of relu1_2 .. relu5_3
+_TAP_CHANNELS = (64, 128, 256, 512, 512)
+_INSTALL_HINT = (
+    "install torchvision and lpips matching your torch build (e.g. `pip install -r requirements.txt "
+    "torchvision lpips` on a machine with a CUDA torch), or use backend='native'"
+)
+_warned_random = False
+
+
+def vgg16_features() -> nn.Sequential:
+    """Plain-torch copy of torchvision's ``vgg16().features`` (same indices, same param names)."""
+    layers: list[nn.Module] = []
+    c_in = 3
+    for v in _VGG16_CFG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(c_in, v, 3, padding=1), nn.ReLU(inplace=False)]
+            c_in = v
+    return nn.Sequential(*layers)
+
+
+def lpips_package_dir() -> Path | None:
+    """Folder of the installed ``lpips`` package, found without importing it (or None)."""
+    try:
+        spec = importlib.util.find_spec("lpips")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _default_backbone_file() -> Path | None:
+    path = Path(torch.hub.get_dir()) / "checkpoints" / VGG16_TORCHVISION_FILE
+    return path if path.is_file() else None
+
+
+def _features_state_dict(state: dict) -> dict:
+    """Accept torchvision's full vgg16 state dict (``features.N.*``) or a bare ``N.*`` one."""
+    if any(k.startswith("features.") for k in state):
+        return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    return dict(state)
+
+
+class NativeLPIPS(nn.Module):
+    """LPIPS v0.1 over VGG16 in plain torch. Inputs in [-1, 1]; returns (B,) distances."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("shift", torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1))
+        self.features = vgg16_features()
+        self.heads = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in _TAP_CHANNELS)
+        for head, c in zip(self.heads, _TAP_CHANNELS):
+            nn.init.constant_(head.weight, 1.0 / c)
+
+    def load_backbone(self, path: str | Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        missing, unexpected = self.features.load_state_dict(_features_state_dict(state), strict=False)
+        if missing:
+            raise ValueError(f"backbone_weights={path} is not a VGG16 state dict (missing {missing[:4]}...)")
+
+    def load_heads(self, path: str | Path) -> None:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # keys lin{k}.model.1.weight
+        for k, head in enumerate(self.heads):
+            key = f"lin{k}.model.1.weight"
+            if key not in state:
+                raise ValueError(f"LPIPS head file {path} has no key {key!r}; expected lpips' weights/v0.1/vgg.pth")
+            head.weight.data.copy_(state[key])
+
+    def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for i, layer in enumerate(self.features[: _TAPS[-1] + 1]):
+            x = layer(x)
+            if i in _TAPS:
+                out.append(x)
+        return out
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        fa = self._taps((a - self.shift) / self.scale)
+        fb = self._taps((b - self.shift) / self.scale)
+        total = a.new_zeros(a.shape[0])
+        for head, xa, xb in zip(self.heads, fa, fb):
+            xa = xa / (xa.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)  # unit length over channels
+            xb = xb / (xb.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+            total = total + head((xa - xb).pow(2)).mean(dim=(1, 2, 3))  # (B,1,h,w) -> (B,)
+        return total
+
+
+class Perceptual(nn.Module):
+    """Frozen LPIPS distance: ``forward(pred, target)`` with (B,3,H,W) in [0,1] -> (B,).
+
+    Args:
+        backend: ``"auto"`` | ``"lpips"`` | ``"native"`` (see the module docstring).
+        net: backbone; ``"vgg"`` (native supports only this).
+        backbone_weights: native only: path to VGG16 weights (torchvision's file works).
+        allow_random_backbone: native only: permit a randomly initialised backbone (tests,
+            smoke runs); a warning is logged once.
+        head_weights: native only: path to lpips' ``weights/v0.1/vgg.pth`` if the lpips
+            package is not installed.
+    """
+
+    def __init__(self, backend: str = "auto", net: str = "vgg", backbone_weights: str | None = None,
+                 allow_random_backbone: bool = False, head_weights: str | None = None):
+        super().__init__()
+        if backend not in ("auto", "lpips", "native"):
+            raise ValueError(f"perceptual backend={backend!r}: choose 'auto', 'lpips', 'native' (or 'none' in build_perceptual)")
+        if backend == "auto":
+            backend = "lpips" if _lpips_importable() else "native"
+        self.backend = backend
+        if backend == "lpips":
+            self.net = self._build_lpips(net)
+            self.description = f"lpips package ({net}, pretrained)"
+        else:
+            self.net, self.description = self._build_native(net, backbone_weights, allow_random_backbone, head_weights)
+        self.eval()
+        self.requires_grad_(False)
+
+    @staticmethod
+    def _build_lpips(net: str) -> nn.Module:
+        try:
+            import lpips
+        except Exception as err:  # torchvision import errors are RuntimeErrors, not ImportErrors
+            raise ImportError(f"perceptual backend='lpips' needs the lpips package, which failed to import ({err}); {_INSTALL_HINT}") from err
+        return lpips.LPIPS(net=net, verbose=False)
+
+    @staticmethod
+    def _build_native(net, backbone_weights, allow_random_backbone, head_weights) -> tuple[nn.Module, str]:
+        global _warned_random
+        if net != "vgg":
+            raise ValueError(f"perceptual net={net!r}: the native backend implements only 'vgg'; use backend='lpips' for {net}")
+        model = NativeLPIPS()
+        backbone = Path(backbone_weights) if backbone_weights else _default_backbone_file()
+        if backbone_weights and not backbone.is_file():
+            raise FileNotFoundError(f"perceptual backbone_weights={backbone_weights} does not exist")
+        if backbone is not None:
+            model.load_backbone(backbone)
+            backbone_desc = f"backbone {backbone.name}"
+        elif allow_random_backbone:
+            if not _warned_random:
+                log.warning("Perceptual: native VGG16 with a RANDOM backbone; LPIPS values are not comparable to the paper's")
+                _warned_random = True
+            backbone_desc = "RANDOM backbone"
+        else:
+            raise RuntimeError(
+                "perceptual backend='native' has no VGG16 backbone weights: pass backbone_weights=<path to "
+                f"torchvision's {VGG16_TORCHVISION_FILE}> (download it once on a machine with internet, e.g. "
+                "`torchvision.models.vgg16(weights='DEFAULT')`, which caches it under ~/.cache/torch/hub/checkpoints), "
+                "or set allow_random_backbone=true for smoke tests only"
+            )
+        pkg = lpips_package_dir()
+        heads = Path(head_weights) if head_weights else (pkg / "weights" / "v0.1" / "vgg.pth" if pkg else None)
+        if heads is not None and heads.is_file():
+            model.load_heads(heads)
+            heads_desc = "LPIPS v0.1 heads"
+        elif head_weights:
+            raise FileNotFoundError(f"perceptual head_weights={head_weights} does not exist")
+        else:
+            heads_desc = "uniform heads (lpips package not found)"
+        return model, f"native VGG16 with {backbone_desc}, {heads_desc}"
+
+    def train(self, mode: bool = True) -> "Perceptual":
+        return super().train(False)  # always eval: no dropout, frozen statistics
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if pred.shape != target.shape or pred.ndim != 4:
+            raise ValueError(f"Perceptual expects two (B,3,H,W) tensors of one shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+        a, b = pred * 2.0 - 1.0, target * 2.0 - 1.0  # [0,1] -> [-1,1]
+        return self.net(a, b).reshape(pred.shape[0])  # lpips returns (B,1,1,1)
+
+
+def _lpips_importable() -> bool:
+    if lpips_package_dir() is None:
+        return False
+    try:
+        import lpips  # noqa: F401
+    except Exception:  # a broken torchvision raises RuntimeError at import
+        return False
+    return True
+
+
+def build_perceptual(backend: str = "auto", **cfg) -> Perceptual | None:
+    """Hydra-friendly factory: ``backend="none"`` -> None (no perceptual loss/metric)."""
+    if backend in ("none", None):
+        return None
+    return Perceptual(backend=backend, **cfg)
