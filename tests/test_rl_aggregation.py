@@ -83,7 +83,8 @@ def test_seq_modes_sum_exactly_over_micro_batches():
     summed = sum(aggregate(x, m, "dr_grpo", global_seqs=g_seqs, max_len=6)
                  for x, m in [(a, ma), (b, mb)])
     assert summed.item() == pytest.approx(total / (8 * 6), rel=1e-6)
-    summed = sum(aggregate(x, m, "seq-mean-token-sum", global_seqs=8) for x, m in [(a, ma), (b, mb)])
+    summed = sum(aggregate(x, m, "seq-mean-token-sum", global_seqs=8)
+                 for x, m in [(a, ma), (b, mb)])
     assert summed.item() == pytest.approx(total / 8, rel=1e-6)
 
 

@@ -110,3 +110,14 @@ def test_logits_helpers_chunking_bf16_and_grad():
     torch.testing.assert_close(out, direct.detach(), atol=0.05, rtol=0)
     with pytest.raises(ValueError, match="chunk_rows"):
         token_entropy(logits, chunk_rows=0)
+
+
+def test_dr_grpo_max_len_argument_overrides_config():
+    cfg = GRPOLossConfig(kl_coef=0.0, aggregation="dr_grpo", max_len=4)
+    ones = torch.ones(2, 2, dtype=torch.bool)
+    adv = torch.tensor([1.0, 1.0])
+    # rho = 1, per-token loss -1, sum -4 over 2 sequences
+    loss, _ = grpo_loss(LOGP, LOGP.clone(), None, adv, ones, cfg)
+    assert loss.item() == pytest.approx(-4 / (2 * 4))
+    loss, _ = grpo_loss(LOGP, LOGP.clone(), None, adv, ones, cfg, max_len=8)
+    assert loss.item() == pytest.approx(-4 / (2 * 8))

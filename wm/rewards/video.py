@@ -9,7 +9,7 @@ pixels in [0, 1]:
 | mae   | lower  | mean |x - y| over C, H, W |
 | mse   | lower  | mean (x - y)^2 over C, H, W |
 | psnr  | higher | 10 log10(1 / mse), data range 1, capped at 100 dB (identical frames) |
-| ssim  | higher | torchmetrics SSIM, gaussian window 11, sigma 1.5, data range 1, mean over the map |
+| ssim  | higher | torchmetrics SSIM, gaussian window 11, sigma 1.5, data range 1, map mean |
 | lpips | lower  | a perceptual callable ``fn(pred, target) -> (B,)`` on [0, 1] frames
                    (``wm.vision.perceptual.Perceptual``: VGG LPIPS, scales to [-1, 1] itself) |
 

@@ -79,8 +79,8 @@ class GRPOLossConfig:
 
 def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None,
               advantages: torch.Tensor, mask: torch.Tensor, cfg: GRPOLossConfig,
-              entropy: torch.Tensor | None = None, global_tokens=None, global_seqs=None
-              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+              entropy: torch.Tensor | None = None, global_tokens=None, global_seqs=None,
+              max_len: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """GRPO loss of one micro-batch (to be minimised; micro-batch losses *add up*).
 
     logp, old_logp, ref_logp: (N, L) log-probs of the sampled tokens under the current, the
@@ -88,6 +88,7 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
     ``cfg.kl_coef == 0``. advantages: (N,) or (N, L). mask: (N, L) bool, True = trained token.
     entropy: (N, L) per-token entropy, required iff ``cfg.entropy_coef > 0``.
     global_tokens / global_seqs: totals over the whole mini-batch (see ``wm.rl.aggregation``).
+    max_len: constant length for "dr_grpo"; overrides ``cfg.max_len`` (default: L).
 
     Returns the scalar loss and scalar stats, each normalised like the loss so that they too
     sum over micro-batches to the mini-batch value:
@@ -103,7 +104,8 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
         raise ValueError("entropy_coef > 0 needs the per-token entropy (see token_entropy); "
                          "pass it or set entropy_coef: 0")
     mask = mask.bool()
-    agg = dict(global_tokens=global_tokens, global_seqs=global_seqs, max_len=cfg.max_len)
+    agg = dict(global_tokens=global_tokens, global_seqs=global_seqs,
+               max_len=cfg.max_len if max_len is None else max_len)
 
     pg_tok, clip = clipped_surrogate(logp, old_logp, advantages, cfg.eps_low, cfg.eps_high,
                                      cfg.dual_clip)

@@ -76,7 +76,7 @@ class ScriptedPusher:
                 side = 1.0 if across >= 0 else -1.0
                 behind = com + perp * side * BLOCK_REACH * 1.3 - u * BLOCK_REACH * 0.5
             step = behind - agent
-            target = agent + step * min(1.0, 25.0 / (np.linalg.norm(step) + 1e-6))
+            target = agent + step * min(1.0, 40.0 / (np.linalg.norm(step) + 1e-6))
         target = target + self.rng.normal(0.0, self.noise, size=2)
         return np.clip(target, 10.0, 502.0)
 
