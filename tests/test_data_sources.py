@@ -359,3 +359,13 @@ def test_dino_wm_errors(tmp_path):
     (tmp_path / "e" / "actions.pth").write_bytes(b"garbage")
     with pytest.raises(DataError, match=r"actions\.pth is not a readable torch tensor file"):
         DinoWMSource(str(tmp_path / "e")).write(tmp_path / "out")
+
+
+@pytest.mark.real_data
+def test_prepare_cli_oxe_bridge_preset(shared_data, tmp_path):
+    from wm.data.prepare import main
+
+    main(["oxe_rlds", "--data-dir", str(shared_data / BRIDGE), "--split", "val", "--preset", "bridge",
+          "--max-episodes", "2", "--no-verify-crc", "--out", str(tmp_path / "b")])
+    store = EpisodeStore(tmp_path / "b")
+    assert len(store) == 2 and store.action_dim == 7 and store.source == "oxe_rlds:bridge_dataset/val"

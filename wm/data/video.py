@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from wm.data.sampling import StepSeededSampler, batches_completed
 from wm.data.episodes import INDEX, DataError, EpisodeStore
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ class VideoDataModule(L.LightningDataModule):
         val_clips_per_episode: evenly spaced deterministic clips per validation episode.
         source: an object with ``.write(root)`` called by ``prepare_data`` when ``root`` has no
             index.json (e.g. ``PushTSimSource``); ``None`` means the data must already exist.
-        seed: seeds the training loader's shuffling.
+        seed: seeds the training stream (batch k is drawn from a generator seeded by seed, k).
     """
 
     def __init__(self, root: str, context_frames: int, future_frames: int,
@@ -189,10 +190,15 @@ class VideoDataModule(L.LightningDataModule):
                                             clips_per_episode=self.val_clips_per_episode, **common)
 
     def _loader(self, ds: Dataset, train: bool) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed) if train else None
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=train, generator=gen,
+        sampler = None
+        if train:
+            # batch k is a pure function of (seed, k, rank): a resumed run continues the exact
+            # stream of an uninterrupted one (see wm/data/sampling.py); the stream is infinite.
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            sampler = StepSeededSampler(len(ds), self.batch_size, seed=self.seed,
+                                        start_batch=batches_completed(self.trainer), rank=rank)
+        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler,
                           num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          drop_last=train and len(ds) >= self.batch_size,
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:

@@ -60,7 +60,7 @@ def evaluate_policy(task, policy, loader, num_samples: int = 1, temperature: flo
                     _best_of_n(v, num_samples, directions[base]))
         if first is None:
             first = (preds, batch)
-    summary = {k: float(torch.cat(v).mean()) for k, v in sums.items()}
+    summary = {k: float(torch.cat(v).nanmean()) for k, v in sums.items()}  # NaN = not in subset
     summary["num_predictions"] = float(sum(v.numel() for v in sums.get("reward", [])))
     return summary, first
 

@@ -43,10 +43,11 @@ def load_causal_lm(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    torch_dtype = _torch_dtype(dtype)  # a bad dtype fails before any download
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         model = AutoModelForCausalLM.from_pretrained(
-            name_or_path, dtype=_torch_dtype(dtype), device_map=device_map
+            name_or_path, dtype=torch_dtype, device_map=device_map
         )
     except (OSError, ValueError) as err:
         offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")

@@ -7,35 +7,43 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|eos|>"
+PAD, BOS, EOS, UNK = "<|pad|>", "<|bos|>", "<|eos|>", "<|endoftext|>"
 THINK_TOKENS = ("<think>", "</think>")
 
 
 def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512):
-    """Byte-level BPE (``tokenizers``) wrapped as ``PreTrainedTokenizerFast`` with pad/bos/eos.
+    """Byte-level BPE (``tokenizers``) wrapped as a fast tokenizer with pad/bos/eos/unk.
 
-    Every byte is in the alphabet, so any text round-trips through encode/decode. ``<think>``
-    and ``</think>`` are added as ordinary (non-special) tokens so they survive decoding with
+    The pipeline is Qwen2's (NFC, Qwen2's split regex, byte level), because ``AutoTokenizer``
+    reloads a folder that also holds a Qwen2 ``config.json`` as ``Qwen2Tokenizer``, which
+    rebuilds that pipeline around the saved vocabulary; any other pipeline would tokenize
+    differently after a save/load round trip. Every byte is in the alphabet, so any text
+    round-trips. ``<think>``/``</think>`` are ordinary (non-special) single tokens so they survive
     ``skip_special_tokens=True``.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=[PAD, BOS, EOS],
+        special_tokens=[PAD, BOS, EOS, UNK],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(list(texts), trainer=trainer)
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token=PAD, bos_token=BOS, eos_token=EOS
+        tokenizer_object=tok, pad_token=PAD, bos_token=BOS, eos_token=EOS, unk_token=UNK,
+        padding_side="left",  # generation pads on the left; saved with the tokenizer
     )
     fast.add_tokens(list(THINK_TOKENS))
-    fast.padding_side = "left"  # generation pads on the left
     return fast
 
 

@@ -42,6 +42,7 @@ Departures from the reference, on purpose:
 from __future__ import annotations
 
 import ast
+import copy
 import json
 import math
 import re
@@ -373,7 +374,9 @@ def _require(record: dict, field: str) -> Any:
 
 
 def true_transition(record: dict) -> dict:
-    """The ideal answer object for a record: changed/added objects, removed uuids, next score."""
+    """The ideal answer object for a record: changed/added objects, removed uuids, next score.
+
+    A deep copy: editing it never alters the record."""
     current = objects_by_uuid(_require(record, "current_state"))
     nxt = objects_by_uuid(_require(record, "tick_state"))
     modified = [
@@ -381,7 +384,7 @@ def true_transition(record: dict) -> dict:
     ]
     removed = [uid for uid in current if uid not in nxt]
     score = {k: _require(record, "next_score_state")[k] for k in SCORE_KEYS}
-    return {"modified": modified, "removed": removed, "score": score}
+    return copy.deepcopy({"modified": modified, "removed": removed, "score": score})
 
 
 def _same_object(a: dict, b: dict) -> bool:

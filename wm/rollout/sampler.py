@@ -15,9 +15,11 @@ each of the G copies of a prompt):
   cache (:mod:`wm.rollout.cache`), and decoding attends to a view of the filled prefix.
 * Free positions sample only ids in the plan's ``[lo, hi)`` range (future-frame visual ids for
   video). Slicing the logits to the range equals masking the others to ``-inf``.
-* Sampling uses the exponential race ``argmax(log p - log E)``, ``E ~ Exp(1)`` drawn from the given
-  ``torch.Generator`` (what ``torch.multinomial`` does internally), so runs are reproducible and
-  the cached sampler and :func:`sample_no_cache` draw identical tokens for the same seed.
+* Sampling is by inverse CDF with one uniform per row drawn from the given ``torch.Generator``
+  (cheaper than ``torch.multinomial``'s exponential race, which draws one number per id); with
+  top-k only the k candidates are normalised and searched. Runs are reproducible, and the cached
+  sampler and :func:`sample_no_cache` draw identical tokens for the same seed (up to float noise
+  moving a CDF boundary across the uniform, which has probability ~1e-6 per token).
 
 Log-probs: ``Rollout.logprobs`` is the log-probability of the sampled token under the distribution
 it was actually drawn from (after temperature, range restriction, top-k, top-p); 0 at forced and
@@ -49,24 +51,29 @@ def sample_step(logits: torch.Tensor, lo: int, hi: int, temperature: float, top_
     Returns ``(ids (R,) int64, logprob (R,) float32)``; ``temperature == 0`` is greedy (logprob 0).
     """
     hi = logits.shape[-1] if hi < 0 else min(hi, logits.shape[-1])
-    x = logits[:, lo:hi].float()  # (R, hi-lo): the allowed ids only
+    x = logits[:, lo:hi].float()  # (R, n): the allowed ids only
     if temperature == 0:
         return x.argmax(-1) + lo, torch.zeros(x.shape[0], device=x.device)
     if temperature != 1.0:
         x = x / temperature
+    cand = None  # (R, k) ids (relative to lo) of the candidates when x holds only some of them
     if top_k and top_k < x.shape[-1]:
-        kth = torch.topk(x, top_k, dim=-1).values[:, -1:]  # (R, 1)
-        x = x.masked_fill(x < kth, -math.inf)
+        x, cand = torch.topk(x, top_k, dim=-1)  # (R, k), sorted descending
     if top_p is not None and top_p < 1.0:
-        sorted_x, order = torch.sort(x, dim=-1, descending=True)
-        probs = sorted_x.softmax(-1)
-        drop = probs.cumsum(-1) - probs > top_p  # mass before this id already exceeds top_p
+        if cand is None:
+            x, cand = torch.sort(x, dim=-1, descending=True)
+        probs = x.softmax(-1)
+        drop = probs.cumsum(-1) - probs > top_p  # the mass before this id already exceeds top_p
         drop[:, 0] = False
-        x = x.masked_fill(drop.scatter(1, order, drop), -math.inf)
-    logp = x.log_softmax(-1)  # (R, hi-lo)
-    noise = torch.empty_like(logp).exponential_(generator=generator)
-    ids = (logp - noise.log()).argmax(-1)  # exponential race == categorical sample
-    return ids + lo, logp.gather(1, ids[:, None]).squeeze(1)
+        x = x.masked_fill(drop, -math.inf)
+    logp = x.log_softmax(-1)  # (R, n or k): the distribution actually sampled from
+    # inverse CDF with one uniform per row from the generator (R draws, not R * n)
+    cdf = logp.exp().cumsum(-1)  # (R, n)
+    u = torch.rand(x.shape[0], 1, generator=generator, device=x.device, dtype=cdf.dtype) * cdf[:, -1:]
+    j = (cdf <= u).sum(-1).clamp(max=x.shape[-1] - 1)  # (R,) first index whose cdf exceeds u
+    lp = logp.gather(1, j[:, None]).squeeze(1)
+    ids = j if cand is None else cand.gather(1, j[:, None]).squeeze(1)
+    return ids + lo, lp
 
 
 # --------------------------------------------------------------------------- helpers

@@ -43,6 +43,24 @@ def sample_and_score(module, batch, group_size: int, generator: torch.Generator,
     return preds, rewards, task.metrics(preds, batch, group_size), rollout
 
 
+def log_scores(module, prefix: str, values: dict[str, torch.Tensor], with_std: bool = False) -> None:
+    """Log the mean (and std) of each (N,) tensor as ``<prefix>/<name>[/mean|/std]``.
+
+    NaN marks rows outside a metric's subset (e.g. accuracy on changed transitions only) and is
+    ignored; a metric with no valid row in this batch is not logged.
+    """
+    for name, value in values.items():
+        value = value.detach().float()
+        value = value[~value.isnan()]
+        if value.numel() == 0:
+            continue
+        key = f"{prefix}/{name}/mean" if with_std else f"{prefix}/{name}"
+        module.log(key, value.mean(), sync_dist=True, prog_bar=name == "reward")
+        if with_std:
+            module.log(f"{prefix}/{name}/std", value.std() if value.numel() > 1 else 0.0,
+                       sync_dist=True)
+
+
 class PolicyCheckpointMixin:
     """Stores what the task needs to rebuild the policy (architecture, tokenizer paths) in every
     Lightning checkpoint, so the next stage loads it by path alone."""

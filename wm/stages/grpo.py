@@ -30,7 +30,7 @@ from wm.rl.advantages import frac_zero_std, group_advantages
 from wm.rl.loss import GRPOLossConfig, grpo_loss, token_entropy, token_logprobs
 from wm.rollout.forward import response_logits
 from wm.stages.common import (
-    PolicyCheckpointMixin, sample_and_score, seeded_generator, warmup_constant_schedule)
+    PolicyCheckpointMixin, log_scores, sample_and_score, seeded_generator, warmup_constant_schedule)
 
 
 class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
@@ -138,8 +138,8 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
 
         # 4. logging (namespaced; see docs/metrics.md)
         n_tok = self._sum_across_ranks(mask.sum())
-        self._log_group("grpo/reward", rewards)
-        self._log_group("grpo/metric", metrics)
+        log_scores(self, "grpo/reward", rewards, with_std=True)
+        log_scores(self, "grpo/metric", metrics, with_std=True)
         self.log("grpo/frac_reward_zero_std", frac_zero_std(reward, G), sync_dist=True)
         self.log("grpo/rollout_tokens_per_s", float(mask.numel()) / max(rollout_s, 1e-9))
         self.log("grpo/response_tokens", n_tok / max(self.trainer.world_size, 1))
@@ -193,24 +193,13 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         out["optimizer_steps"] = float(n_updates)
         return out
 
-    def _log_group(self, prefix: str, values: dict[str, torch.Tensor]) -> None:
-        """Log mean and std of each (N,) tensor as ``<prefix>/<name>/{mean,std}``."""
-        for name, value in values.items():
-            value = value.float()
-            self.log(f"{prefix}/{name}/mean", value.mean(), sync_dist=True,
-                     prog_bar=name == "reward")
-            self.log(f"{prefix}/{name}/std", value.std() if value.numel() > 1 else 0.0,
-                     sync_dist=True)
-
     # ----------------------------------------------------------------------- validation
     def validation_step(self, batch, batch_idx):
         hp = self.hparams
         gen = seeded_generator(hp.seed + 1, batch_idx, self.global_rank, self.device)
         preds, rewards, metrics, _ = sample_and_score(self, batch, hp.val_group_size, gen,
                                                       top_k=hp.val_top_k)
-        for name, value in {**metrics, **rewards}.items():
-            self.log(f"val/{name}", value.float().mean(), sync_dist=True,
-                     prog_bar=name == "reward")
+        log_scores(self, "val", {**metrics, **rewards})
         if batch_idx == 0 and hp.log_images_every_n_steps and hasattr(self.task, "log_samples"):
             self.task.log_samples(self.logger, "val/samples", preds, batch, self.global_step)
 

@@ -16,7 +16,7 @@ import lightning as L
 
 from wm.rollout.forward import response_logits
 from wm.stages.common import (
-    PolicyCheckpointMixin, sample_and_score, seeded_generator, warmup_constant_schedule)
+    PolicyCheckpointMixin, log_scores, sample_and_score, seeded_generator, warmup_constant_schedule)
 
 
 class MLEModule(PolicyCheckpointMixin, L.LightningModule):
@@ -65,8 +65,7 @@ class MLEModule(PolicyCheckpointMixin, L.LightningModule):
             gen = seeded_generator(self.hparams.seed, batch_idx, self.global_rank, self.device)
             preds, rewards, metrics, _ = sample_and_score(
                 self, batch, 1, gen, top_k=self.hparams.val_top_k)
-            for name, value in {**metrics, **rewards}.items():
-                self.log(f"val/{name}", value.float().mean(), sync_dist=True)
+            log_scores(self, "val", {**metrics, **rewards})
             every = self.hparams.log_images_every_n_steps
             if batch_idx == 0 and every and hasattr(self.task, "log_samples"):
                 self.task.log_samples(self.logger, "val/samples", preds, batch, self.global_step)

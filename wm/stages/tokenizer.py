@@ -70,7 +70,11 @@ class TokenizerModule(L.LightningModule):
             raise ValueError("TokenizerModule needs `optimizer` (a partial, e.g. torch.optim.Adam with _partial_: true)")
         if discriminator is not None and disc_optimizer is None:
             raise ValueError("a discriminator is set but `disc_optimizer` is None; give one, or set discriminator: null")
-        self.save_hyperparameters(ignore=["tokenizer", "perceptual", "discriminator"])
+        # the optimizer partials are kept out of the hyperparameters (they live in the run's Hydra
+        # config): pickled callables would make the checkpoint unloadable with weights_only=True,
+        # which is torch's default and what `Trainer.fit(ckpt_path=...)` uses to resume.
+        self.save_hyperparameters(ignore=["tokenizer", "perceptual", "discriminator", "optimizer", "disc_optimizer"])
+        self.optimizer_factory, self.disc_optimizer_factory = optimizer, disc_optimizer
         self.automatic_optimization = False
         self.tokenizer = tokenizer
         self.perceptual = perceptual
@@ -79,10 +83,10 @@ class TokenizerModule(L.LightningModule):
 
     # ---- optimizers ------------------------------------------------------------------------
     def configure_optimizers(self):
-        opt_g = self.hparams.optimizer(self.tokenizer.parameters())
+        opt_g = self.optimizer_factory(self.tokenizer.parameters())
         if self.discriminator is None:
             return opt_g
-        return [opt_g, self.hparams.disc_optimizer(self.discriminator.parameters())]
+        return [opt_g, self.disc_optimizer_factory(self.discriminator.parameters())]
 
     def _optimizers(self):
         opts = self.optimizers()
@@ -201,8 +205,7 @@ def load_tokenizer(ckpt_path: str | Path, frozen: bool = True, map_location: str
     """Rebuild the tokenizer trained by :class:`TokenizerModule` from its checkpoint path.
 
     ``frozen=True`` returns it in eval mode with ``requires_grad_(False)`` (as the MLE and GRPO
-    stages use it). Lightning checkpoints pickle the optimizer partials in their hyperparameters,
-    so this loads with ``weights_only=False``: only load checkpoints you trust.
+    stages use it). Loads with ``weights_only=True`` (no arbitrary unpickling).
     """
     path = Path(ckpt_path)
     if not path.is_file():
@@ -210,7 +213,7 @@ def load_tokenizer(ckpt_path: str | Path, frozen: bool = True, map_location: str
             f"tokenizer checkpoint {path} does not exist; train one with "
             "`python train.py stage=tokenizer data=<dataset>` and pass its .ckpt path"
         )
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
     if "tokenizer_config" not in ckpt:
         raise ValueError(f"{path} has no 'tokenizer_config': it was not written by the tokenizer stage (TokenizerModule)")
     tokenizer = build_tokenizer(ckpt["tokenizer_config"])

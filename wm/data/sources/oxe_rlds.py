@@ -49,6 +49,10 @@ RT1_ACTION_FIELDS = (
 )
 RT1_CAMERA = "steps/observation/image"
 RT1_LANGUAGE = "steps/observation/natural_language_instruction"
+PRESETS = {  # name -> (camera, action_fields, language_field)
+    "rt1": (RT1_CAMERA, RT1_ACTION_FIELDS, RT1_LANGUAGE),  # fractal20220817_data, 13-d action
+    "bridge": ("steps/observation/image_0", ("steps/action",), "steps/language_instruction"),  # 7-d
+}
 
 # ----------------------------------------------------------------------------------- CRC-32C
 
@@ -361,18 +365,21 @@ class OXERLDSSource:
     def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-dir", required=True, help="RLDS version folder (dataset_info.json inside)")
         p.add_argument("--split", default="train")
-        p.add_argument("--camera", default=RT1_CAMERA)
-        p.add_argument("--action-fields", nargs="+", default=list(RT1_ACTION_FIELDS),
-                       help="feature keys concatenated into the action (default: the 13-d RT-1 action)")
-        p.add_argument("--language-field", default=RT1_LANGUAGE, help="'' for none")
+        p.add_argument("--preset", choices=sorted(PRESETS), default="rt1",
+                       help="camera/action/language keys of a known dataset (default rt1: 13-d action)")
+        p.add_argument("--camera", default=None, help="image feature key (overrides the preset)")
+        p.add_argument("--action-fields", nargs="+", default=None,
+                       help="feature keys concatenated into the action (overrides the preset)")
+        p.add_argument("--language-field", default=None, help="text feature key, '' for none")
         p.add_argument("--max-episodes", type=int, default=None)
         p.add_argument("--no-verify-crc", action="store_true", help="skip data CRCs (faster)")
 
     @classmethod
     def from_args(cls, a: argparse.Namespace) -> "OXERLDSSource":
-        return cls(a.data_dir, a.split, a.camera, a.action_fields, a.language_field or None,
+        camera, fields, language = PRESETS[a.preset]
+        language = language if a.language_field is None else (a.language_field or None)
+        return cls(a.data_dir, a.split, a.camera or camera, a.action_fields or fields, language,
                    a.max_episodes, not a.no_verify_crc, a.overwrite)
-
 
 if __name__ == "__main__":
     from wm.data.sources import cli_main
