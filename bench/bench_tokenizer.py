@@ -78,7 +78,8 @@ def main() -> None:
     body = (f"## Tokenizer throughput (`python bench/bench_tokenizer.py`)\n\n"
             f"Machine: {machine()}; device {device}; inference mode, random weights, mean of "
             f"{args.repeats} runs after one warm-up. Encode counts every frame of the clip, decode the "
-            f"future frames.\n\n{table}\n")
+            f"future frames. On shared CPUs the spread between runs reached 1.7x (other jobs on the "
+            f"same cores): compare rows of one run only.\n\n{table}\n")
     print(table)
     if not args.no_write:
         write_section("tokenizer", body)

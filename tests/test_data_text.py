@@ -121,10 +121,14 @@ def test_bytesized32_overlong_prompts_are_shortened_or_dropped_and_counted(bs32)
     assert skip.stats["val"]["dropped_overlong"] >= s["shortened"]
 
     tiny_target = TextStateDataModule("bytesized32", str(bs32), max_train_records=40, max_val_records=60)
-    tiny_target.connect(tok, max_prompt_tokens=100_000, max_response_tokens=40)
+    t_limit = sorted(len(tok(i["target"])["input_ids"]) for i in dm.val_items)[30]
+    tiny_target.connect(tok, max_prompt_tokens=100_000, max_response_tokens=t_limit)
     tiny_target.setup()
     assert tiny_target.stats["val"]["dropped_long_target"] > 0
-    assert all(len(tok(i["target"])["input_ids"]) <= 40 for i in tiny_target.val_items)
+    assert all(len(tok(i["target"])["input_ids"]) <= t_limit for i in tiny_target.val_items)
+    with pytest.raises(ValueError, match="every record was dropped"):
+        tiny_target.connect(tok, max_prompt_tokens=100_000, max_response_tokens=3)
+        tiny_target.setup()
 
 
 @pytest.mark.real_data

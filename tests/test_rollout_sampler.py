@@ -170,3 +170,13 @@ def test_works_with_qwen2():
     a = sample_cached(m, prompt, mask, text_plan(), 3, generator=gen(1))
     b = sample_no_cache(m, prompt, mask, text_plan(), 3, generator=gen(1))
     assert torch.equal(a.tokens, b.tokens)
+
+
+def test_forced_first_and_last_positions(model):
+    forced = torch.tensor([20, 21, -1, -1, 22, -1, 23])
+    plan = ResponsePlan(7, forced, 4, 16)
+    prompt = torch.randint(0, V, (2, 5), generator=gen(13))
+    a = sample_cached(model, prompt, None, plan, 3, generator=gen(14))
+    b = sample_no_cache(model, prompt, None, plan, 3, generator=gen(14))
+    assert torch.equal(a.tokens, b.tokens)
+    assert (a.tokens[:, [0, 1, 4, 6]] == torch.tensor([20, 21, 22, 23])).all()

@@ -35,6 +35,8 @@ def build_trainer(cfg: DictConfig, **overrides):
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():
         if name == "lr_monitor" and not logger:
             continue  # LearningRateMonitor needs a logger
+        if name == "progress_bar" and not cfg.trainer.get("enable_progress_bar", True):
+            continue  # Lightning refuses a progress-bar callback when bars are disabled
         callbacks.append(instantiate(cb_cfg))
     return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, **overrides)
 

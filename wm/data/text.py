@@ -192,6 +192,7 @@ class TextStateDataModule(L.LightningDataModule):
         self.val_items: list[dict] | None = None
         self._example: dict | None = None
         self._dynamic: dict = {}
+        self._records: tuple[list[dict], list[dict]] | None = None
 
     def connect(self, tokenizer, max_prompt_tokens: int | None = None,
                 max_response_tokens: int | None = None) -> None:
@@ -336,7 +337,9 @@ class TextStateDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_items is not None:
             return
-        train, val = self._load_records()
+        if self._records is None:  # files are read once; connect() only re-filters
+            self._records = self._load_records()
+        train, val = self._records
         if self.hparams.max_val_records is not None and len(val) > self.hparams.max_val_records:
             val = random.Random(self.seed).sample(val, self.hparams.max_val_records)
         if self.hparams.max_train_records is not None:

@@ -11,7 +11,11 @@ Training (manual optimization, two optimizers):
    ``gan_start_step`` generator steps have been taken);
 2. discriminator (same condition): ``hinge_d + gp_weight * R1`` on real vs detached fakes.
 Steps are counted by a buffer ``gen_steps`` (saved in checkpoints) because Lightning's
-``global_step`` counts every optimizer's steps under manual optimization.
+``global_step`` counts every optimizer's steps under manual optimization: once the GAN is
+active each batch adds 2 to ``global_step``, so ``Trainer(max_steps=N)`` then means N/2 more
+batches (measured: 4 batches with the GAN from batch 2 -> global_step 6, gen_steps 4).
+Under DDP use ``strategy=ddp_find_unused_parameters_true``: the discriminator gets no gradient
+before ``gan_start_step``.
 
 Departures: a fixed ``gan_weight`` (no VQGAN adaptive weight from last-layer gradient norms);
 R1 instead of a WGAN-GP-style interpolated penalty.

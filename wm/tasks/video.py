@@ -92,7 +92,8 @@ class VideoTask(nn.Module):
         if self.action_ranges:
             self.actions = ActionTokenizer.from_file(self.action_ranges, bins=self.action_bins)
         else:
-            self.actions = ActionTokenizer.from_stats(datamodule.action_stats, bins=self.action_bins)
+            self.actions = ActionTokenizer.from_stats({"action": datamodule.action_stats},
+                                                      bins=self.action_bins)
         if self.actions.action_dim != datamodule.action_dim:
             raise ValueError(f"action ranges have {self.actions.action_dim} dimensions but the "
                              f"data has {datamodule.action_dim} (data.task.action_ranges)")

@@ -6,9 +6,10 @@ hidden 768, 12 heads (about 120-138M parameters depending on the vocabulary); pr
 
 The model is a plain ``transformers.LlamaForCausalLM`` built from a config with random weights
 (SDPA attention), so it saves/loads in Hugging Face format and works with ``generate``, peft and
-:class:`wm.rollout.Sampler`. Departures: ``intermediate_size`` defaults to the LLaMA ratio
-``~8/3 * hidden`` rounded up to a multiple of 64 (the reference's exact MLP width is not stated);
-special ids come from :class:`~wm.world.vocab.VocabLayout` when given.
+:class:`wm.rollout.Sampler`. Departures: the reference's MLP width is not stated; the paper preset
+uses ``4 * hidden = 3072`` (about 120M parameters at vocabulary 4,633, matching the reference's
+"~120-138M"), and ``build_llama`` defaults to the LLaMA ratio ``~8/3 * hidden`` rounded up to a
+multiple of 64. Special ids come from :class:`~wm.world.vocab.VocabLayout` when given.
 """
 from __future__ import annotations
 
