@@ -55,7 +55,8 @@ def run(repeats: int, device: torch.device) -> list[dict]:
             ctx, fut = tok.encode_clip(clip, n_ctx)
             t_enc = _time(lambda: tok.encode_clip(clip, n_ctx), repeats, device)
             t_dec = _time(lambda: tok.decode_clip(ctx, fut), repeats, device)
-        row = {"tokenizer": name, "frame": f"{H}x{W}", "tokens ctx/fut": f"{tok.tokens_per_context_frame}/{tok.tokens_per_future_frame}",
+        tokens = f"{tok.tokens_per_context_frame}/{tok.tokens_per_future_frame}"
+        row = {"tokenizer": name, "frame": f"{H}x{W}", "tokens ctx/fut": tokens,
                "params (M)": sum(p.numel() for p in tok.parameters()) / 1e6, "batch": f"{B}x{T}",
                "encode frames/s": B * T / t_enc, "decode frames/s": B * fut.shape[1] / t_dec}
         print(row, flush=True)
@@ -69,7 +70,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--no-write", action="store_true", help="print only, do not update docs/benchmarks.md")
+    ap.add_argument("--no-write", action="store_true",
+                    help="print only, do not update docs/benchmarks.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -77,9 +79,9 @@ def main() -> None:
     table = markdown_table(rows)
     body = (f"## Tokenizer throughput (`python bench/bench_tokenizer.py`)\n\n"
             f"Machine: {machine()}; device {device}; inference mode, random weights, mean of "
-            f"{args.repeats} runs after one warm-up. Encode counts every frame of the clip, decode the "
-            f"future frames. On shared CPUs the spread between runs reached 1.7x (other jobs on the "
-            f"same cores): compare rows of one run only.\n\n{table}\n")
+            f"{args.repeats} runs after one warm-up. Encode counts every frame of the clip, "
+            f"decode the future frames. On shared CPUs the spread between runs reached 1.7x "
+            f"(other jobs on the same cores): compare rows of one run only.\n\n{table}\n")
     print(table)
     if not args.no_write:
         write_section("tokenizer", body)

@@ -31,7 +31,7 @@ class Recorder(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         m = trainer.callback_metrics
-        d_w = pl_module.discriminator.net[0].weight.detach().clone() if pl_module.discriminator is not None else None
+        d_w = pl_module.discriminator.net[0].weight.detach().clone()
         self.rows.append({k: float(m[k]) for k in m if k.startswith("train/")} | {"d_weight": d_w})
 
 
@@ -42,13 +42,15 @@ def _module(tokenizer=None, gan_start_step=2, perceptual=True, **kw):
         tokenizer=tok,
         perceptual=Perceptual(backend="native", allow_random_backbone=True) if perceptual else None,
         discriminator=PatchDiscriminator(base_channels=8, n_layers=2),
-        optimizer=partial(torch.optim.Adam, lr=1e-3), disc_optimizer=partial(torch.optim.Adam, lr=1e-3),
+        optimizer=partial(torch.optim.Adam, lr=1e-3),
+        disc_optimizer=partial(torch.optim.Adam, lr=1e-3),
         gan_start_step=gan_start_step, gp_weight=1.0, log_images_every_n_steps=0, **kw)
 
 
 def _trainer(tmp_path, **kw):
-    opts = dict(accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=4, limit_val_batches=1,
-                logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    opts = dict(accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=4,
+                limit_val_batches=1, logger=False, enable_checkpointing=False,
+                enable_progress_bar=False,
                 enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0)
     return L.Trainer(**{**opts, **kw})
 
@@ -56,16 +58,19 @@ def _trainer(tmp_path, **kw):
 def test_gan_inactive_before_start_step_and_active_after(tmp_path):
     module, rec = _module(gan_start_step=2), Recorder()
     d0 = module.discriminator.net[0].weight.detach().clone()
-    _trainer(tmp_path, callbacks=[rec]).fit(module, DataLoader(Clips(), batch_size=2), DataLoader(Clips(4), batch_size=2))
+    _trainer(tmp_path, callbacks=[rec]).fit(module, DataLoader(Clips(), batch_size=2),
+                                            DataLoader(Clips(4), batch_size=2))
     assert [r["train/gan_active"] for r in rec.rows] == [0.0, 0.0, 1.0, 1.0]
     assert rec.rows[0]["train/d_loss"] == 0.0 and rec.rows[1]["train/g_loss"] == 0.0
     assert rec.rows[2]["train/d_loss"] > 0.0 and rec.rows[3]["train/d_loss"] > 0.0
     assert torch.equal(rec.rows[1]["d_weight"], d0)          # D untouched during warm-up
     assert not torch.equal(rec.rows[3]["d_weight"], d0)      # and trained after
     assert int(module.gen_steps) == 4
-    for key in ("train/loss", "train/l1", "train/perceptual", "train/codebook_usage", "train/perplexity"):
+    for key in ("train/loss", "train/l1", "train/perceptual", "train/codebook_usage",
+                "train/perplexity"):
         assert key in rec.rows[-1]
-    assert 0.0 < rec.rows[-1]["train/codebook_usage"] <= 1.0 and rec.rows[-1]["train/perceptual"] > 0
+    assert 0.0 < rec.rows[-1]["train/codebook_usage"] <= 1.0
+    assert rec.rows[-1]["train/perceptual"] > 0
 
 
 def test_checkpoint_round_trip_and_resume(tmp_path):
@@ -77,7 +82,8 @@ def test_checkpoint_round_trip_and_resume(tmp_path):
     raw = torch.load(ckpt, map_location="cpu", weights_only=True)  # no pickled callables
     assert raw["tokenizer_config"]["_target_"] == "wm.vision.fsq_vqgan.FrameTokenizer"
     assert not any(k.startswith("perceptual.") for k in raw["state_dict"])
-    assert {"val/psnr", "val/ssim", "val/l1", "val/mse", "val/lpips"} <= set(trainer.callback_metrics)
+    val_keys = {"val/psnr", "val/ssim", "val/l1", "val/mse", "val/lpips"}
+    assert val_keys <= set(trainer.callback_metrics)
 
     tok = load_tokenizer(ckpt)
     assert not tok.training and not any(p.requires_grad for p in tok.parameters())
@@ -101,8 +107,8 @@ def test_load_tokenizer_missing_path_names_the_command(tmp_path):
 def test_compressive_training_step_and_image_logging(tmp_path):
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    tok = CompressiveTokenizer(context_channels=(8, 16), future_channels=(8, 16, 16, 16), latent_dim=8,
-                               resolution=(32, 32), attn_heads=2)
+    tok = CompressiveTokenizer(context_channels=(8, 16), future_channels=(8, 16, 16, 16),
+                               latent_dim=8, resolution=(32, 32), attn_heads=2)
     module = _module(tokenizer=tok, perceptual=False, gan_start_step=0, n_context=1)
     module.hparams.log_images_every_n_steps = 1
     logger = TensorBoardLogger(tmp_path, name="tb")
@@ -127,4 +133,5 @@ def test_bad_config_errors():
     with pytest.raises(ValueError, match="optimizer"):
         TokenizerModule(tokenizer=tok)
     with pytest.raises(ValueError, match="disc_optimizer"):
-        TokenizerModule(tokenizer=tok, discriminator=PatchDiscriminator(), optimizer=partial(torch.optim.Adam))
+        TokenizerModule(tokenizer=tok, discriminator=PatchDiscriminator(),
+                        optimizer=partial(torch.optim.Adam))

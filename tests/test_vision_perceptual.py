@@ -63,7 +63,8 @@ def test_backbone_and_head_weights_are_loaded(tmp_path):
     state = {f"features.{k}": v for k, v in feats.state_dict().items()}
     state["classifier.0.weight"] = torch.zeros(2, 2)
     torch.save(state, tmp_path / "vgg16.pth")
-    heads = {f"lin{k}.model.1.weight": torch.full((1, c, 1, 1), 0.5) for k, c in enumerate((64, 128, 256, 512, 512))}
+    widths = (64, 128, 256, 512, 512)
+    heads = {f"lin{k}.model.1.weight": torch.full((1, c, 1, 1), 0.5) for k, c in enumerate(widths)}
     torch.save(heads, tmp_path / "heads.pth")
     p = Perceptual(backend="native", backbone_weights=str(tmp_path / "vgg16.pth"),
                    head_weights=str(tmp_path / "heads.pth"))

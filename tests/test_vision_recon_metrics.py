@@ -39,7 +39,8 @@ def test_reconstruction_metrics_averages_future_frames():
     batches = [{"frames": torch.full((2, 3, 3, 16, 16), 0.5)} for _ in range(3)]
     out = reconstruction_metrics(ShiftTokenizer(), batches, n_context=1, max_batches=2)
     assert out["frames"] == 2 * 2 * 2
-    assert math.isclose(out["mae"], 0.1, rel_tol=1e-5) and math.isclose(out["psnr"], 20.0, rel_tol=1e-5)
+    assert math.isclose(out["mae"], 0.1, rel_tol=1e-5)
+    assert math.isclose(out["psnr"], 20.0, rel_tol=1e-5)
     with pytest.raises(ValueError, match="n_context"):
         reconstruction_metrics(ShiftTokenizer(), batches, n_context=3)
 
@@ -48,6 +49,7 @@ def test_reconstruction_metrics_with_real_tokenizer_and_lpips():
     torch.manual_seed(0)
     tok = FrameTokenizer(channels=(8, 16), latent_dim=8, resolution=(32, 32)).train()
     batches = [{"frames": torch.rand(1, 2, 3, 32, 32)}]
-    out = reconstruction_metrics(tok, batches, perceptual=Perceptual("native", allow_random_backbone=True), n_context=0)
+    lpips = Perceptual("native", allow_random_backbone=True)
+    out = reconstruction_metrics(tok, batches, perceptual=lpips, n_context=0)
     assert set(out) == {"mae", "mse", "psnr", "ssim", "lpips", "frames"} and out["frames"] == 2
     assert out["lpips"] > 0 and tok.training  # restores the mode it found

@@ -26,7 +26,8 @@ def test_frame_tokenizer_encode_decode_shapes_and_ids():
     y = tok.decode(ids)
     assert y.shape == x.shape and y.dtype == torch.float32
     assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
-    assert tok.grid(32, 32) == (8, 8) and tok.tokens_per_context_frame == tok.tokens_per_future_frame == 64
+    assert tok.grid(32, 32) == (8, 8)
+    assert tok.tokens_per_context_frame == tok.tokens_per_future_frame == 64
 
 
 def test_frame_tokenizer_forward_is_straight_through_and_matches_decode():
@@ -34,7 +35,8 @@ def test_frame_tokenizer_forward_is_straight_through_and_matches_decode():
     x = torch.rand(2, 3, 32, 32)
     recon, ids = tok(x)
     recon.mean().backward()
-    assert tok.encoder.conv_in.weight.grad is not None and tok.encoder.conv_in.weight.grad.abs().sum() > 0
+    grad = tok.encoder.conv_in.weight.grad
+    assert grad is not None and grad.abs().sum() > 0
     torch.testing.assert_close(recon.detach().clamp(0, 1), tok.decode(ids))
 
 
@@ -55,8 +57,8 @@ def test_reference_grid_is_16x20():
 
 
 def test_compressive_reference_grids():
-    tok = CompressiveTokenizer(context_channels=(4, 4, 4, 4), future_channels=(4,) * 6, latent_dim=4,
-                               resolution=(256, 320), attn_heads=1)
+    tok = CompressiveTokenizer(context_channels=(4, 4, 4, 4), future_channels=(4,) * 6,
+                               latent_dim=4, resolution=(256, 320), attn_heads=1)
     assert tok.tokens_per_context_frame == 1280 and tok.tokens_per_future_frame == 80
     assert tok.codebook_sizes == (4375, 4375) and not tok.shared_codebook
     assert 2 * 4375 + 256 + 2 == 9008  # the reference's multi-step vocabulary with these codebooks
@@ -71,9 +73,11 @@ def test_compressive_shapes_fewer_future_tokens_and_range():
     assert tok.tokens_per_future_frame < tok.tokens_per_context_frame
     kc, kf = tok.codebook_sizes
     assert (kc, kf) == (4375, 125)
-    assert 0 <= int(ctx.min()) and int(ctx.max()) < kc and 0 <= int(fut.min()) and int(fut.max()) < kf
+    assert 0 <= int(ctx.min()) and int(ctx.max()) < kc
+    assert 0 <= int(fut.min()) and int(fut.max()) < kf
     frames = tok.decode_clip(ctx, fut)
-    assert frames.shape == (2, 2, 3, 32, 32) and 0 <= float(frames.min()) and float(frames.max()) <= 1
+    assert frames.shape == (2, 2, 3, 32, 32)
+    assert 0 <= float(frames.min()) and float(frames.max()) <= 1
     assert tok.decode_context(ctx).shape == (2, 1, 3, 32, 32)
 
 

@@ -21,13 +21,14 @@ _PSNR_MSE_FLOOR = 1e-10  # identical frames give PSNR 100 dB instead of inf
 def frame_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-frame metrics of (N,3,H,W) frames in [0,1] -> {"mae","mse","psnr","ssim"} each (N,)."""
     if pred.shape != target.shape or pred.ndim != 4:
-        raise ValueError(f"frame_metrics expects two (N,3,H,W) tensors of one shape, got {tuple(pred.shape)}, {tuple(target.shape)}")
+        raise ValueError("frame_metrics expects two (N,3,H,W) tensors of one shape, got "
+                         f"{tuple(pred.shape)}, {tuple(target.shape)}")
     pred, target = pred.float().clamp(0, 1), target.float()
     mae = (pred - target).abs().flatten(1).mean(1)                      # (N,)
     mse = (pred - target).pow(2).flatten(1).mean(1)                     # (N,)
     psnr = 10.0 * torch.log10(1.0 / mse.clamp_min(_PSNR_MSE_FLOOR))
-    ssim = structural_similarity_index_measure(pred, target, gaussian_kernel=True, sigma=1.5, kernel_size=11,
-                                               data_range=1.0, reduction="none")
+    ssim = structural_similarity_index_measure(pred, target, gaussian_kernel=True, sigma=1.5,
+                                               kernel_size=11, data_range=1.0, reduction="none")
     return {"mae": mae, "mse": mse, "psnr": psnr, "ssim": ssim.reshape(-1)}
 
 
@@ -50,8 +51,9 @@ def reconstruction_metrics(tokenizer: nn.Module, dataloader, perceptual: nn.Modu
             frames = batch["frames"].to(next(tokenizer.parameters()).device)
             if frames.shape[1] <= n_context:
                 raise ValueError(
-                    f"clips have T={frames.shape[1]} frames and n_context={n_context}: no future frame to score; "
-                    "use longer clips or a smaller n_context (0 scores every frame with a per-frame tokenizer)"
+                    f"clips have T={frames.shape[1]} frames and n_context={n_context}: no future "
+                    "frame to score; use longer clips or a smaller n_context (0 scores every frame "
+                    "with a per-frame tokenizer)"
                 )
             ctx, fut = tokenizer.encode_clip(frames, n_context)
             pred = tokenizer.decode_clip(ctx, fut).flatten(0, 1)         # (B*Tf, 3, H, W)

@@ -67,3 +67,11 @@ class PolicyCheckpointMixin:
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["wm_policy"] = self.task.policy_checkpoint(self.policy)
+
+    def export(self, out_dir) -> dict:
+        """Write the trained policy in the task's release format (``task.export``; the text
+        task writes Hugging Face folders). Called by ``wm.cli.fit.fit_stage`` after training
+        as ``<run_dir>/export``; a task without ``export`` writes nothing (returns {})."""
+        if not hasattr(self.task, "export"):
+            return {}
+        return self.task.export(self.policy, out_dir)

@@ -71,13 +71,16 @@ class TokenizerModule(L.LightningModule):
                  log_images_every_n_steps: int = 500):
         super().__init__()
         if optimizer is None:
-            raise ValueError("TokenizerModule needs `optimizer` (a partial, e.g. torch.optim.Adam with _partial_: true)")
+            raise ValueError("TokenizerModule needs `optimizer` (a partial, e.g. torch.optim.Adam "
+                             "with _partial_: true)")
         if discriminator is not None and disc_optimizer is None:
-            raise ValueError("a discriminator is set but `disc_optimizer` is None; give one, or set discriminator: null")
+            raise ValueError("a discriminator is set but `disc_optimizer` is None; give one, "
+                             "or set discriminator: null")
         # the optimizer partials are kept out of the hyperparameters (they live in the run's Hydra
         # config): pickled callables would make the checkpoint unloadable with weights_only=True,
         # which is torch's default and what `Trainer.fit(ckpt_path=...)` uses to resume.
-        self.save_hyperparameters(ignore=["tokenizer", "perceptual", "discriminator", "optimizer", "disc_optimizer"])
+        self.save_hyperparameters(ignore=["tokenizer", "perceptual", "discriminator",
+                                          "optimizer", "disc_optimizer"])
         self.optimizer_factory, self.disc_optimizer_factory = optimizer, disc_optimizer
         self.automatic_optimization = False
         self.tokenizer = tokenizer
@@ -104,7 +107,8 @@ class TokenizerModule(L.LightningModule):
     def _reconstruct(self, frames: torch.Tensor):
         """(B,T,3,H,W) -> (recon (B*T,3,H,W), target (B*T,3,H,W), ClipReconstruction)."""
         out = self.tokenizer.forward_clip(frames, self.hparams.n_context)
-        recon = torch.cat([out.context, out.future], dim=1).flatten(0, 1)  # (B, T, 3, H, W) -> (B*T, ...)
+        recon = torch.cat([out.context, out.future], dim=1)   # (B, T, 3, H, W)
+        recon = recon.flatten(0, 1)                                # (B*T, 3, H, W)
         return recon, frames.flatten(0, 1), out
 
     def training_step(self, batch, batch_idx):
@@ -113,15 +117,16 @@ class TokenizerModule(L.LightningModule):
         recon, target, out = self._reconstruct(frames)
         gan_active = self.gan_active
         l1 = (recon - target).abs().mean()
-        perc = self.perceptual(recon, target).mean() if self.perceptual is not None else l1.new_zeros(())
-        g_loss = hinge_g_loss(self.discriminator(recon)) if gan_active else l1.new_zeros(())
+        zero = l1.new_zeros(())
+        perc = self.perceptual(recon, target).mean() if self.perceptual is not None else zero
+        g_loss = hinge_g_loss(self.discriminator(recon)) if gan_active else zero
         hp = self.hparams
         loss = hp.l1_weight * l1 + hp.perceptual_weight * perc + hp.gan_weight * g_loss
         opt_g.zero_grad()
         self.manual_backward(loss)
         opt_g.step()
 
-        d_loss = l1.new_zeros(())
+        d_loss = zero
         if gan_active:
             real = target.detach().requires_grad_(hp.gp_weight > 0)
             logits_real = self.discriminator(real)
@@ -133,8 +138,9 @@ class TokenizerModule(L.LightningModule):
             opt_d.step()
         self.gen_steps += 1
 
-        logs = {"train/loss": loss, "train/l1": l1, "train/perceptual": perc, "train/g_loss": g_loss,
-                "train/d_loss": d_loss, "train/gan_active": float(gan_active)}
+        logs = {"train/loss": loss, "train/l1": l1, "train/perceptual": perc,
+                "train/g_loss": g_loss, "train/d_loss": d_loss,
+                "train/gan_active": float(gan_active)}
         logs.update(self._codebook_logs(out))
         self.log_dict({k: (v.detach() if torch.is_tensor(v) else v) for k, v in logs.items()},
                       batch_size=target.shape[0])
@@ -186,7 +192,7 @@ class TokenizerModule(L.LightningModule):
             del state[key]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if self.perceptual is not None:  # put the current perceptual weights back for strict loading
+        if self.perceptual is not None:  # put the current perceptual weights back (strict load)
             state = checkpoint.setdefault("state_dict", {})
             for k, v in self.perceptual.state_dict().items():
                 state.setdefault(f"perceptual.{k}", v)
@@ -201,11 +207,13 @@ def recon_grid(target: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
 def _frames(batch) -> torch.Tensor:
     frames = batch.get("frames") if isinstance(batch, dict) else None
     if frames is None or frames.ndim != 5:
-        raise ValueError("the tokenizer stage expects video batches with batch['frames'] float (B, T, 3, H, W) in [0, 1]")
+        raise ValueError("the tokenizer stage expects video batches with batch['frames'] "
+                         "float (B, T, 3, H, W) in [0, 1]")
     return frames
 
 
-def load_tokenizer(ckpt_path: str | Path, frozen: bool = True, map_location: str = "cpu") -> nn.Module:
+def load_tokenizer(ckpt_path: str | Path, frozen: bool = True,
+                   map_location: str = "cpu") -> nn.Module:
     """Rebuild the tokenizer trained by :class:`TokenizerModule` from its checkpoint path.
 
     ``frozen=True`` returns it in eval mode with ``requires_grad_(False)`` (as the MLE and GRPO
@@ -219,7 +227,8 @@ def load_tokenizer(ckpt_path: str | Path, frozen: bool = True, map_location: str
         )
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
     if "tokenizer_config" not in ckpt:
-        raise ValueError(f"{path} has no 'tokenizer_config': it was not written by the tokenizer stage (TokenizerModule)")
+        raise ValueError(f"{path} has no 'tokenizer_config': it was not written by the tokenizer "
+                         "stage (TokenizerModule)")
     tokenizer = build_tokenizer(ckpt["tokenizer_config"])
     prefix = "tokenizer."
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}

@@ -73,6 +73,14 @@ class TextStateTask(nn.Module):
         lora = self._lora if hasattr(policy, "disable_adapter") else None
         return checkpoint_entry(policy, self.tokenizer, lora)
 
+    def export(self, policy, out_dir) -> dict:
+        """Hugging Face release of ``policy``: ``out_dir/merged`` (plain model, adapters merged,
+        loads with ``AutoModelForCausalLM.from_pretrained``) and, for a LoRA policy,
+        ``out_dir/adapter`` (peft adapter only); each with the tokenizer. Returns the paths."""
+        from wm.language.model import save_hf
+
+        return save_hf(policy, self.tokenizer, out_dir)
+
     def connect(self, datamodule) -> None:
         datamodule.connect(self.tokenizer, self.max_prompt_tokens, self.max_response_tokens)
 

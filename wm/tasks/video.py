@@ -51,11 +51,14 @@ class VideoTask(nn.Module):
         action_ranges: optional JSON of per-dimension [min, max] (else the dataset's stats).
         reward: a ``VideoReward`` (components + ``reward``).
         perceptual: LPIPS network or None (then LPIPS terms are unavailable).
+        cache_tokens: keep each frame's token ids in memory, keyed by (episode, frame index),
+            so every frame is encoded once per run (per-frame tokenizers only; memory grows with
+            the number of distinct frames seen, ~tokens_per_frame * 8 bytes each).
     """
 
     def __init__(self, tokenizer_ckpt: str, layout: str = "single_step", context_frames: int = 1,
                  future_frames: int = 1, action_bins: int = 256, action_ranges: str | None = None,
-                 reward=None, perceptual: nn.Module | None = None):
+                 reward=None, perceptual: nn.Module | None = None, cache_tokens: bool = False):
         super().__init__()
         if layout not in LAYOUTS:
             raise ValueError(f"data.task.layout={layout!r}: choose one of {LAYOUTS}")
@@ -81,6 +84,8 @@ class VideoTask(nn.Module):
         self.actions: ActionTokenizer | None = None
         self.layout = None
         self._cache_key, self._cache = None, None
+        self.cache_tokens = bool(cache_tokens) and self.tokenizer.shared_codebook
+        self._frame_tokens: dict[tuple[int, int], torch.Tensor] = {}
 
     def train(self, mode: bool = True):
         """The tokenizer and perceptual network stay frozen in eval mode."""
@@ -148,7 +153,11 @@ class VideoTask(nn.Module):
         if frames.shape[1] < Tc + Tf:
             raise ValueError(f"clips have {frames.shape[1]} frames, the task needs "
                              f"context {Tc} + future {Tf}; align data.context_frames/future_frames")
-        ctx, fut = self.tokenizer.encode_clip(frames[:, : Tc + Tf], Tc)    # (B,Tc,Nc), (B,Tf,Nf)
+        if self.cache_tokens and "episode" in batch and "start" in batch:
+            codes = self._cached_codes(frames[:, : Tc + Tf], batch["episode"], batch["start"])
+            ctx, fut = codes[:, :Tc], codes[:, Tc:]                           # (B,Tc,N), (B,Tf,N)
+        else:
+            ctx, fut = self.tokenizer.encode_clip(frames[:, : Tc + Tf], Tc)  # (B,Tc,Nc), (B,Tf,Nf)
         bins = self.actions.encode(batch["actions"].float().cpu()).to(frames.device)  # (B,T,A)
         act = self.vocab.action_ids(bins)
         ctx_ids, fut_ids = self.vocab.context_ids(ctx), self.vocab.future_ids(fut)
@@ -160,6 +169,21 @@ class VideoTask(nn.Module):
         built["ctx_codes"], built["fut_codes"] = ctx, fut
         self._cache_key, self._cache = key, built
         return built
+
+    def _cached_codes(self, frames: torch.Tensor, episode: torch.Tensor, start: torch.Tensor
+                      ) -> torch.Tensor:
+        """Per-frame codes (B, T, N) from the cache, encoding only frames not seen before."""
+        B, T = frames.shape[:2]
+        keys = [(int(e), int(s) + t) for e, s in zip(episode.tolist(), start.tolist())
+                for t in range(T)]                                           # (B*T,) row-major
+        missing = [i for i, k in enumerate(keys) if k not in self._frame_tokens]
+        if missing:
+            flat = frames.flatten(0, 1)[missing]                             # (m, 3, H, W)
+            new = self.tokenizer.encode(flat).flatten(1).to("cpu", torch.int32)  # (m, N)
+            for i, row in zip(missing, new):
+                self._frame_tokens[keys[i]] = row
+        codes = torch.stack([self._frame_tokens[k] for k in keys])           # (B*T, N)
+        return codes.to(frames.device, torch.long).view(B, T, -1)
 
     def prompts(self, batch) -> Prompts:
         built = self._encode(batch)

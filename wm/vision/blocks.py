@@ -79,8 +79,9 @@ class CrossAttention(nn.Module):
         super().__init__()
         if channels % heads != 0:
             raise ValueError(
-                f"cross-attention: channel width {channels} is not divisible by attn_heads={heads}; "
-                "choose attn_heads dividing every future-encoder/decoder width, or change the widths"
+                f"cross-attention: channel width {channels} is not divisible by "
+                f"attn_heads={heads}; choose attn_heads dividing every future-encoder/decoder "
+                "width, or change the widths"
             )
         self.heads = heads
         self.norm_q = norm(channels)
@@ -125,13 +126,16 @@ class Encoder(nn.Module):
             blocks = [ResBlock(c, c) for _ in range(res_blocks)]
             self.levels.append(nn.Sequential(*blocks))
             use_attn = memory_dim is not None and i >= first_attn
-            self.attn.append(CrossAttention(c, memory_dim, attn_heads) if use_attn else nn.Identity())
-        self.down = nn.ModuleList(Downsample(channels[i], channels[i + 1]) for i in range(self.n_down))
+            attn = CrossAttention(c, memory_dim, attn_heads) if use_attn else nn.Identity()
+            self.attn.append(attn)
+        self.down = nn.ModuleList(Downsample(channels[i], channels[i + 1])
+                                  for i in range(self.n_down))
         self.mid = ResBlock(channels[-1], channels[-1])
-        self.out = nn.Sequential(norm(channels[-1]), nn.SiLU(), nn.Conv2d(channels[-1], latent_dim, 1))
+        self.out = nn.Sequential(norm(channels[-1]), nn.SiLU(),
+                                 nn.Conv2d(channels[-1], latent_dim, 1))
 
     def features(self, x: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C_in, H, W) -> last-level features (B, channels[-1], h, w), before the latent head."""
+        """(B, C_in, H, W) -> last-level features (B, channels[-1], h, w), before the head."""
         x = self.conv_in(x)
         for i, level in enumerate(self.levels):
             x = level(x)
@@ -165,11 +169,13 @@ class Decoder(nn.Module):
         for i in reversed(range(len(channels))):  # deepest level first
             c = channels[i]
             use_attn = memory_dim is not None and i >= first_attn
-            self.attn.append(CrossAttention(c, memory_dim, attn_heads) if use_attn else nn.Identity())
+            attn = CrossAttention(c, memory_dim, attn_heads) if use_attn else nn.Identity()
+            self.attn.append(attn)
             self.levels.append(nn.Sequential(*[ResBlock(c, c) for _ in range(res_blocks)]))
         self.up = nn.ModuleList(Upsample(channels[i + 1], channels[i])
                                 for i in reversed(range(self.n_up)))
-        self.out = nn.Sequential(norm(channels[0]), nn.SiLU(), nn.Conv2d(channels[0], out_channels, 3, padding=1))
+        self.out = nn.Sequential(norm(channels[0]), nn.SiLU(),
+                                 nn.Conv2d(channels[0], out_channels, 3, padding=1))
 
     def features(self, z: torch.Tensor) -> torch.Tensor:
         """(B, latent_dim, h, w) -> (B, channels[-1], h, w)."""

@@ -28,11 +28,13 @@ from einops import rearrange
 from torch import nn
 
 from wm.vision.blocks import Decoder, Encoder
-from wm.vision.fsq_vqgan import DEFAULT_LEVELS, ClipReconstruction, _check_clip, check_resolution, make_fsq
+from wm.vision.fsq_vqgan import (DEFAULT_LEVELS, ClipReconstruction, _check_clip, check_resolution,
+                                 make_fsq)
 
 PRESETS: dict[str, dict] = {
     # 256x320: context 32x40 = 1,280 tokens, future 8x10 = 80 tokens.
-    "reference": dict(context_channels=(128, 256, 256, 512), future_channels=(128, 256, 256, 512, 512, 768),
+    "reference": dict(context_channels=(128, 256, 256, 512),
+                      future_channels=(128, 256, 256, 512, 512, 768),
                       latent_dim=64, resolution=(256, 320), attn_heads=8),
     # 64x64: context 16x16 = 256 tokens, future 4x4 = 16 tokens.
     "tiny64": dict(context_channels=(32, 64, 64), future_channels=(32, 64, 64, 64, 128),
@@ -77,8 +79,8 @@ class CompressiveTokenizer(nn.Module):
         self.resolution = tuple(self.config["resolution"])
         if len(fc) <= len(cc):
             raise ValueError(
-                f"future_channels has {len(fc)} levels and context_channels {len(cc)}: the future path "
-                "must downsample more than the context path (add levels to future_channels)"
+                f"future_channels has {len(fc)} levels and context_channels {len(cc)}: the future "
+                "path must downsample more than the context path (add levels to future_channels)"
             )
         self.context_grid = check_resolution(self.resolution, len(cc) - 1, "context_channels")
         self.future_grid = check_resolution(self.resolution, len(fc) - 1, "future_channels")
@@ -97,7 +99,8 @@ class CompressiveTokenizer(nn.Module):
     @classmethod
     def preset(cls, name: str, **overrides) -> "CompressiveTokenizer":
         if name not in PRESETS:
-            raise ValueError(f"unknown CompressiveTokenizer preset {name!r}; choose one of {sorted(PRESETS)}")
+            raise ValueError(f"unknown CompressiveTokenizer preset {name!r}; "
+                             f"choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
     # ---- contract --------------------------------------------------------------------------
@@ -128,7 +131,8 @@ class CompressiveTokenizer(nn.Module):
         B = ctx_frames.shape[0]
         x = rearrange(ctx_frames, "b t c h w -> (b t) c h w") * 2.0 - 1.0
         feats = self.context_encoder.features(x)                                 # (B*Tc, C, hc, wc)
-        zq, ids = self.context_quantizer(self.context_encoder.out(feats))       # (B*Tc, D, hc, wc), (B*Tc, hc, wc)
+        # zq (B*Tc, D, hc, wc), ids (B*Tc, hc, wc)
+        zq, ids = self.context_quantizer(self.context_encoder.out(feats))
         memory = rearrange(feats, "(b t) c h w -> b (t h w) c", b=B)
         return zq, rearrange(ids.long(), "(b t) h w -> b t (h w)", b=B), memory
 
@@ -144,7 +148,7 @@ class CompressiveTokenizer(nn.Module):
         zq, ids = self.future_quantizer(self.future_encoder(x, mem))            # (B*Tf, D, hf, wf)
         return zq, rearrange(ids.long(), "(b t) h w -> b t (h w)", b=B)
 
-    def _decode_future(self, fut_zq: torch.Tensor, dec_memory: torch.Tensor, B: int) -> torch.Tensor:
+    def _decode_future(self, fut_zq: torch.Tensor, dec_memory: torch.Tensor, B: int):
         """(B*Tf, D, hf, wf) + memory (B,M,C) -> unclamped frames (B, Tf, 3, H, W)."""
         Tf = fut_zq.shape[0] // B
         mem = dec_memory.repeat_interleave(Tf, dim=0)                            # (B*Tf, M, C)
@@ -155,11 +159,16 @@ class CompressiveTokenizer(nn.Module):
         """(B, T, N) ids -> (B*T, D, h, w) codes."""
         if ids.ndim != 3 or ids.shape[-1] != expected:
             raise ValueError(f"{name} must be (B, T, {expected}) token ids, got {tuple(ids.shape)}")
-        return quantizer.indices_to_codes(rearrange(ids.long(), "b t (h w) -> (b t) h w", h=grid[0], w=grid[1]))
+        ids = rearrange(ids.long(), "b t (h w) -> (b t) h w", h=grid[0], w=grid[1])
+        return quantizer.indices_to_codes(ids)
+
+    def _context_codes(self, ctx: torch.Tensor) -> torch.Tensor:
+        return self._codes(self.context_quantizer, ctx, self.context_grid,
+                           self.tokens_per_context_frame, "ctx")
 
     # ---- clip API --------------------------------------------------------------------------
     @torch.no_grad()
-    def encode_clip(self, frames: torch.Tensor, n_context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_clip(self, frames: torch.Tensor, n_context: int):
         """(B,T,3,H,W) in [0,1] -> (ctx (B,Tc,Nc), fut (B,T-Tc,Nf)) int64."""
         B, T = self._check(frames, n_context)
         _, ctx_ids, memory = self._encode_context(frames[:, :n_context])
@@ -172,14 +181,15 @@ class CompressiveTokenizer(nn.Module):
     def decode_clip(self, ctx: torch.Tensor, fut: torch.Tensor) -> torch.Tensor:
         """(ctx (B,Tc,Nc), fut (B,Tf,Nf)) -> future frames (B,Tf,3,H,W) in [0,1]."""
         B = ctx.shape[0]
-        ctx_zq = self._codes(self.context_quantizer, ctx, self.context_grid, self.tokens_per_context_frame, "ctx")
-        fut_zq = self._codes(self.future_quantizer, fut, self.future_grid, self.tokens_per_future_frame, "fut")
+        ctx_zq = self._context_codes(ctx)
+        fut_zq = self._codes(self.future_quantizer, fut, self.future_grid,
+                             self.tokens_per_future_frame, "fut")
         return self._decode_future(fut_zq, self._decoder_memory(ctx_zq, B), B).clamp(0.0, 1.0)
 
     @torch.no_grad()
     def decode_context(self, ctx: torch.Tensor) -> torch.Tensor:
         """(B,Tc,Nc) -> context frames (B,Tc,3,H,W) in [0,1]."""
-        zq = self._codes(self.context_quantizer, ctx, self.context_grid, self.tokens_per_context_frame, "ctx")
+        zq = self._context_codes(ctx)
         x = (self.context_decoder(zq) + 1.0) / 2.0                                # (B*Tc, 3, H, W)
         return rearrange(x, "(b t) c h w -> b t c h w", b=ctx.shape[0]).clamp(0.0, 1.0)
 
@@ -187,10 +197,12 @@ class CompressiveTokenizer(nn.Module):
         """Training path with straight-through quantization; reconstructions are unclamped."""
         B, T = self._check(frames, n_context)
         ctx_zq, ctx_ids, memory = self._encode_context(frames[:, :n_context])
-        ctx_rec = rearrange((self.context_decoder(ctx_zq) + 1.0) / 2.0, "(b t) c h w -> b t c h w", b=B)
+        ctx_rec = (self.context_decoder(ctx_zq) + 1.0) / 2.0                   # (B*Tc, 3, H, W)
+        ctx_rec = rearrange(ctx_rec, "(b t) c h w -> b t c h w", b=B)
         if T == n_context:
             empty = frames[:, :0]
-            return ClipReconstruction(ctx_rec, empty, ctx_ids, ctx_ids.new_zeros(B, 0, self.tokens_per_future_frame))
+            no_ids = ctx_ids.new_zeros(B, 0, self.tokens_per_future_frame)
+            return ClipReconstruction(ctx_rec, empty, ctx_ids, no_ids)
         fut_zq, fut_ids = self._encode_future(frames[:, n_context:], memory)
         fut_rec = self._decode_future(fut_zq, self._decoder_memory(ctx_zq, B), B)
         return ClipReconstruction(ctx_rec, fut_rec, ctx_ids, fut_ids)

@@ -33,7 +33,8 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"n_layers={n_layers}: the PatchGAN needs at least one layer")
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, base_channels, 4, 2, 1), nn.LeakyReLU(0.2)]
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, base_channels, 4, 2, 1),
+                                   nn.LeakyReLU(0.2)]
         c = base_channels
         for i in range(1, n_layers + 1):
             c_out = base_channels * min(2 ** i, 8)
@@ -64,6 +65,7 @@ def r1_penalty(logits_real: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     ``create_graph=True`` so the penalty itself is differentiated w.r.t. the discriminator.
     """
     if not real.requires_grad:
-        raise ValueError("r1_penalty: call real.requires_grad_(True) before the discriminator forward")
+        raise ValueError("r1_penalty: call real.requires_grad_(True) before the "
+                         "discriminator's forward")
     (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
     return grad.pow(2).flatten(1).sum(1).mean()  # (B, C*H*W) -> (B,) -> scalar

@@ -99,8 +99,8 @@ class FrameTokenizer(nn.Module):
         channels = [int(c) for c in channels]
         if len(channels) < 1 or min(channels) < 1:
             raise ValueError(f"channels={channels}: give at least one positive width")
-        self.config = dict(channels=channels, levels=[int(v) for v in levels], in_channels=in_channels,
-                           latent_dim=latent_dim, res_blocks=res_blocks,
+        self.config = dict(channels=channels, levels=[int(v) for v in levels],
+                           in_channels=in_channels, latent_dim=latent_dim, res_blocks=res_blocks,
                            resolution=[int(r) for r in resolution])
         self.resolution = tuple(self.config["resolution"])
         self.n_down = len(channels) - 1
@@ -113,7 +113,8 @@ class FrameTokenizer(nn.Module):
     @classmethod
     def preset(cls, name: str, **overrides) -> "FrameTokenizer":
         if name not in PRESETS:
-            raise ValueError(f"unknown FrameTokenizer preset {name!r}; choose one of {sorted(PRESETS)}")
+            raise ValueError(f"unknown FrameTokenizer preset {name!r}; "
+                             f"choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
     # ---- contract --------------------------------------------------------------------------
@@ -135,7 +136,8 @@ class FrameTokenizer(nn.Module):
 
     def _check_frames(self, frames: torch.Tensor) -> None:
         if frames.ndim != 4 or frames.shape[1] != self.config["in_channels"]:
-            raise ValueError(f"expected frames (B, {self.config['in_channels']}, H, W), got {tuple(frames.shape)}")
+            raise ValueError(f"expected frames (B, {self.config['in_channels']}, H, W), "
+                             f"got {tuple(frames.shape)}")
         if tuple(frames.shape[-2:]) != self.resolution:
             raise ValueError(
                 f"frames are {tuple(frames.shape[-2:])} but the tokenizer was built for resolution="
@@ -143,7 +145,7 @@ class FrameTokenizer(nn.Module):
             )
 
     def quantize(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B,3,H,W) in [0,1] -> (quantized latent (B,D,h,w) with straight-through grads, ids (B,h,w))."""
+        """(B,3,H,W) in [0,1] -> (latent (B,D,h,w), straight-through grads; ids (B,h,w))."""
         self._check_frames(frames)
         z = self.encoder(frames * 2.0 - 1.0)           # (B, D, h, w)
         zq, ids = self.quantizer(z)                    # (B, D, h, w), (B, h, w) int32
@@ -171,7 +173,7 @@ class FrameTokenizer(nn.Module):
         return self.decode_latent(zq), ids
 
     # ---- clip level ------------------------------------------------------------------------
-    def encode_clip(self, frames: torch.Tensor, n_context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_clip(self, frames: torch.Tensor, n_context: int):
         """(B,T,3,H,W) -> (ctx (B,Tc,N), fut (B,T-Tc,N)) int64, Tc = n_context."""
         B, T = _check_clip(frames, n_context, min_context=0)
         ids = self.encode(rearrange(frames, "b t c h w -> (b t) c h w"))         # (B*T, h, w)
@@ -182,7 +184,8 @@ class FrameTokenizer(nn.Module):
         """(ctx (B,Tc,N), fut (B,Tf,N)) -> future frames (B,Tf,3,H,W); the context is not needed."""
         B, Tf, N = fut.shape
         if N != self.tokens_per_future_frame:
-            raise ValueError(f"fut has {N} tokens per frame, this tokenizer uses {self.tokens_per_future_frame}")
+            raise ValueError(f"fut has {N} tokens per frame, this tokenizer uses "
+                             f"{self.tokens_per_future_frame}")
         h, w = self.grid_hw
         frames = self.decode(rearrange(fut, "b t (h w) -> (b t) h w", h=h, w=w))  # (B*Tf, 3, H, W)
         return rearrange(frames, "(b t) c h w -> b t c h w", b=B)
@@ -194,10 +197,12 @@ class FrameTokenizer(nn.Module):
     def forward_clip(self, frames: torch.Tensor, n_context: int) -> ClipReconstruction:
         """Training path: every frame of the clip is tokenized independently (flattened over T)."""
         B, T = _check_clip(frames, n_context, min_context=0)
-        recon, ids = self(rearrange(frames, "b t c h w -> (b t) c h w"))         # (B*T,3,H,W), (B*T,h,w)
+        # recon (B*T, 3, H, W), ids (B*T, h, w)
+        recon, ids = self(rearrange(frames, "b t c h w -> (b t) c h w"))
         recon = rearrange(recon, "(b t) c h w -> b t c h w", b=B)
         ids = rearrange(ids, "(b t) h w -> b t (h w)", b=B)
-        return ClipReconstruction(recon[:, :n_context], recon[:, n_context:], ids[:, :n_context], ids[:, n_context:])
+        return ClipReconstruction(recon[:, :n_context], recon[:, n_context:],
+                                  ids[:, :n_context], ids[:, n_context:])
 
 
 def _check_clip(frames: torch.Tensor, n_context: int, min_context: int) -> tuple[int, int]:
@@ -205,5 +210,6 @@ def _check_clip(frames: torch.Tensor, n_context: int, min_context: int) -> tuple
         raise ValueError(f"expected a clip (B, T, 3, H, W), got {tuple(frames.shape)}")
     B, T = frames.shape[:2]
     if not (min_context <= n_context <= T):
-        raise ValueError(f"n_context={n_context} must be in [{min_context}, T={T}] for clips of {T} frames")
+        raise ValueError(f"n_context={n_context} must be in [{min_context}, T={T}] "
+                         f"for clips of {T} frames")
     return B, T

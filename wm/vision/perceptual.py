@@ -48,12 +48,14 @@ log = logging.getLogger(__name__)
 
 VGG16_TORCHVISION_FILE = "vgg16-397923af.pth"
 # torchvision vgg16 "D" configuration: numbers are conv widths, "M" a 2x2 max-pool
-_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
+              512, 512, 512, "M", 512, 512, 512, "M")
 _TAPS = (3, 8, 15, 22, 29)          # indices in vgg16.features of relu1_2 .. relu5_3
 _TAP_CHANNELS = (64, 128, 256, 512, 512)
 _INSTALL_HINT = (
-    "install torchvision and lpips matching your torch build (e.g. `pip install -r requirements.txt "
-    "torchvision lpips` on a machine with a CUDA torch), or use backend='native'"
+    "install torchvision and lpips matching your torch build (e.g. "
+    "`pip install -r requirements.txt torchvision lpips` on a machine with a CUDA torch), "
+    "or use backend='native'"
 )
 _warned_random = False
 
@@ -108,16 +110,19 @@ class NativeLPIPS(nn.Module):
 
     def load_backbone(self, path: str | Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        missing, unexpected = self.features.load_state_dict(_features_state_dict(state), strict=False)
+        missing, _ = self.features.load_state_dict(_features_state_dict(state), strict=False)
         if missing:
-            raise ValueError(f"backbone_weights={path} is not a VGG16 state dict (missing {missing[:4]}...)")
+            raise ValueError(f"backbone_weights={path} is not a VGG16 state dict "
+                             f"(missing {missing[:4]}...)")
 
     def load_heads(self, path: str | Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)  # keys lin{k}.model.1.weight
+        # keys lin{k}.model.1.weight, shapes (1, C_k, 1, 1)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         for k, head in enumerate(self.heads):
             key = f"lin{k}.model.1.weight"
             if key not in state:
-                raise ValueError(f"LPIPS head file {path} has no key {key!r}; expected lpips' weights/v0.1/vgg.pth")
+                raise ValueError(f"LPIPS head file {path} has no key {key!r}; "
+                                 "expected lpips' weights/v0.1/vgg.pth")
             head.weight.data.copy_(state[key])
 
     def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -156,7 +161,8 @@ class Perceptual(nn.Module):
                  allow_random_backbone: bool = False, head_weights: str | None = None):
         super().__init__()
         if backend not in ("auto", "lpips", "native"):
-            raise ValueError(f"perceptual backend={backend!r}: choose 'auto', 'lpips', 'native' (or 'none' in build_perceptual)")
+            raise ValueError(f"perceptual backend={backend!r}: choose 'auto', 'lpips', 'native' "
+                             "(or 'none' in build_perceptual)")
         if backend == "auto":
             backend = "lpips" if _lpips_importable() else "native"
         self.backend = backend
@@ -164,7 +170,8 @@ class Perceptual(nn.Module):
             self.net = self._build_lpips(net)
             self.description = f"lpips package ({net}, pretrained)"
         else:
-            self.net, self.description = self._build_native(net, backbone_weights, allow_random_backbone, head_weights)
+            self.net, self.description = self._build_native(
+                net, backbone_weights, allow_random_backbone, head_weights)
         self.eval()
         self.requires_grad_(False)
 
@@ -173,35 +180,43 @@ class Perceptual(nn.Module):
         try:
             import lpips
         except Exception as err:  # torchvision import errors are RuntimeErrors, not ImportErrors
-            raise ImportError(f"perceptual backend='lpips' needs the lpips package, which failed to import ({err}); {_INSTALL_HINT}") from err
+            raise ImportError("perceptual backend='lpips' needs the lpips package, which failed "
+                              f"to import ({err}); {_INSTALL_HINT}") from err
         return lpips.LPIPS(net=net, verbose=False)
 
     @staticmethod
-    def _build_native(net, backbone_weights, allow_random_backbone, head_weights) -> tuple[nn.Module, str]:
+    def _build_native(net, backbone_weights, allow_random_backbone, head_weights):
+        """-> (NativeLPIPS, description)."""
         global _warned_random
         if net != "vgg":
-            raise ValueError(f"perceptual net={net!r}: the native backend implements only 'vgg'; use backend='lpips' for {net}")
+            raise ValueError(f"perceptual net={net!r}: the native backend implements only 'vgg'; "
+                             f"use backend='lpips' for {net}")
         model = NativeLPIPS()
         backbone = Path(backbone_weights) if backbone_weights else _default_backbone_file()
         if backbone_weights and not backbone.is_file():
-            raise FileNotFoundError(f"perceptual backbone_weights={backbone_weights} does not exist")
+            raise FileNotFoundError(f"perceptual backbone_weights={backbone_weights} "
+                                    "does not exist")
         if backbone is not None:
             model.load_backbone(backbone)
             backbone_desc = f"backbone {backbone.name}"
         elif allow_random_backbone:
             if not _warned_random:
-                log.warning("Perceptual: native VGG16 with a RANDOM backbone; LPIPS values are not comparable to the paper's")
+                log.warning("Perceptual: native VGG16 with a RANDOM backbone; LPIPS values "
+                            "are not comparable to the paper's")
                 _warned_random = True
             backbone_desc = "RANDOM backbone"
         else:
             raise RuntimeError(
-                "perceptual backend='native' has no VGG16 backbone weights: pass backbone_weights=<path to "
-                f"torchvision's {VGG16_TORCHVISION_FILE}> (download it once on a machine with internet, e.g. "
-                "`torchvision.models.vgg16(weights='DEFAULT')`, which caches it under ~/.cache/torch/hub/checkpoints), "
+                "perceptual backend='native' has no VGG16 backbone weights: pass "
+                f"backbone_weights=<path to torchvision's {VGG16_TORCHVISION_FILE}> (download it "
+                "once on a machine with internet, e.g. "
+                "`torchvision.models.vgg16(weights='DEFAULT')`, which caches it under "
+                "~/.cache/torch/hub/checkpoints, where it is found automatically), "
                 "or set allow_random_backbone=true for smoke tests only"
             )
         pkg = lpips_package_dir()
-        heads = Path(head_weights) if head_weights else (pkg / "weights" / "v0.1" / "vgg.pth" if pkg else None)
+        packaged = pkg / "weights" / "v0.1" / "vgg.pth" if pkg else None
+        heads = Path(head_weights) if head_weights else packaged
         if heads is not None and heads.is_file():
             model.load_heads(heads)
             heads_desc = "LPIPS v0.1 heads"
@@ -216,7 +231,8 @@ class Perceptual(nn.Module):
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if pred.shape != target.shape or pred.ndim != 4:
-            raise ValueError(f"Perceptual expects two (B,3,H,W) tensors of one shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+            raise ValueError("Perceptual expects two (B,3,H,W) tensors of one shape, got "
+                             f"{tuple(pred.shape)} and {tuple(target.shape)}")
         a, b = pred * 2.0 - 1.0, target * 2.0 - 1.0  # [0,1] -> [-1,1]
         return self.net(a, b).reshape(pred.shape[0])  # lpips returns (B,1,1,1)
 

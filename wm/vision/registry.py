@@ -16,8 +16,9 @@ def tokenizer_config(tokenizer: nn.Module) -> dict:
     config = getattr(tokenizer, "config", None)
     if not isinstance(config, dict):
         raise TypeError(
-            f"{type(tokenizer).__name__} has no `config` dict of constructor arguments; tokenizers used "
-            "by the tokenizer stage must record one (see wm.vision.fsq_vqgan.FrameTokenizer)"
+            f"{type(tokenizer).__name__} has no `config` dict of constructor arguments; "
+            "tokenizers used by the tokenizer stage must record one "
+            "(see wm.vision.fsq_vqgan.FrameTokenizer)"
         )
     cls = type(tokenizer)
     return {"_target_": f"{cls.__module__}.{cls.__qualname__}", **config}
