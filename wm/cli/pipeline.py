@@ -39,14 +39,16 @@ def step_config(step: str, overrides: list[str]) -> DictConfig:
     return compose(config_name="train", overrides=[*overrides, f"stage={step}"])
 
 
-def _eval_config(run_cfg: DictConfig, ckpt: Path, out_dir: Path, overrides: list[str]):
-    """The eval.py config for ``ckpt`` with the run's data/model/vision choices."""
+def _eval_config(run_cfg: DictConfig, ckpt: Path, out_dir: Path, overrides: list[str],
+                 settings: dict):
+    """The eval.py config for ``ckpt`` with the run's data/model/vision choices and the
+    pipeline's evaluation ``settings`` (num_samples, top_k, ...)."""
     keep = [o for o in overrides if o.split("=")[0].lstrip("+~").split(".")[0]
             in ("data", "vision", "model", "paths", "seed", "experiment", "num_threads")]
     cfg = compose(config_name="eval", overrides=[*keep, f"ckpt={ckpt}", f"out_dir={out_dir}"])
     with open_dict(cfg):
         cfg.data = run_cfg.data  # experiment files may have changed data.* in the run config
-        for k, v in (run_cfg.get("pipeline_eval") or {}).items():
+        for k, v in settings.items():
             cfg[k] = v
     return cfg
 
@@ -77,11 +79,15 @@ def run_pipeline(cfg: DictConfig) -> dict:
         cached = out_dir / "metrics.json"
         if cached.exists():
             saved = json.loads(cached.read_text())
-            if saved.get("ckpt") == str(ckpt) and saved.get("seed") == int(cfg.seed):
+            same = {k: saved.get(k) for k in ("ckpt", "seed", "num_samples")} == {
+                "ckpt": str(ckpt), "seed": int(cfg.seed),
+                "num_samples": int(cfg.stage.eval_settings.num_samples)}
+            if same:
                 rows[step] = saved["metrics"]
                 continue
         print(f"evaluating {step}: {ckpt}")
-        rows[step] = evaluate(_eval_config(step_cfg, ckpt, out_dir, overrides))
+        rows[step] = evaluate(_eval_config(step_cfg, ckpt, out_dir, overrides,
+                                           dict(cfg.stage.eval_settings)))
 
     keys = [k for k in TABLE_KEYS if any(k in r for r in rows.values())]
     table = metrics_table({("RLVR (GRPO)" if k == "grpo" else k.upper()): r

@@ -38,10 +38,16 @@ class StepSeededSampler(Sampler[int]):
 
 
 def batches_completed(trainer) -> int:
-    """Number of training batches a (possibly restored) trainer has completed; 0 without one."""
+    """Number of training batches a (possibly restored) trainer has completed; 0 without one.
+
+    Counts ``processed`` batches, not ``completed`` ones: a checkpoint saved in
+    ``on_train_batch_end`` (ModelCheckpoint's ``every_n_train_steps``) holds
+    ``completed = processed - 1``, and Lightning corrects that only in the epoch loop's
+    ``reset``, *after* the train dataloader was built; ``completed`` would replay one batch.
+    """
     if trainer is None:
         return 0
     try:
-        return int(trainer.fit_loop.epoch_loop.batch_progress.total.completed)
+        return int(trainer.fit_loop.epoch_loop.batch_progress.total.processed)
     except AttributeError:
         return 0

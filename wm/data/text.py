@@ -38,6 +38,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from wm.data.sampling import StepSeededSampler, batches_completed
 from wm.language.prompts import (
     join_parts,
     text_game_prompt_parts,
@@ -347,17 +348,25 @@ class TextStateDataModule(L.LightningDataModule):
         self.train_items = self.build_items(train, "train")
         self.val_items = self.build_items(val, "val")
 
-    def _loader(self, items: list[dict], shuffle: bool) -> DataLoader:
-        return DataLoader(items, batch_size=self.batch_size, shuffle=shuffle,
+    def _loader(self, items: list[dict], train: bool) -> DataLoader:
+        sampler = None
+        if train:
+            # batch k is a pure function of (seed, k, rank), as for video (wm/data/sampling.py):
+            # a resumed run continues the exact stream, and DDP ranks draw different batches
+            # (the Trainer runs with use_distributed_sampler=false). The stream is infinite.
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            sampler = StepSeededSampler(len(items), self.batch_size, seed=self.seed,
+                                        start_batch=batches_completed(self.trainer), rank=rank)
+        return DataLoader(items, batch_size=self.batch_size, sampler=sampler,
                           collate_fn=collate_text, num_workers=self.hparams.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        return self._loader(self.train_items, shuffle=True)
+        return self._loader(self.train_items, train=True)
 
     def val_dataloader(self) -> DataLoader:
         self.setup()
-        return self._loader(self.val_items, shuffle=False)
+        return self._loader(self.val_items, train=False)
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()
