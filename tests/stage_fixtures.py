@@ -63,6 +63,47 @@ def recorder_override(path: Path) -> list[str]:
             f"+callbacks.recorder.path={path}"]
 
 
+# ----------------------------------------------------------------------- exact resume
+def fit(overrides):
+    from wm.cli.fit import fit_stage
+
+    return fit_stage(compose_train(overrides))
+
+
+def policy_state(run_dir: Path) -> dict:
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    return {k: v for k, v in ckpt["state_dict"].items() if k.startswith("policy.")}
+
+
+def resume_pair(tmp_path, common, total: int):
+    """(rows, weights) of one uninterrupted run of ``total`` steps and of a run stopped at
+    ``total // 2`` and resumed from its last.ckpt in a second process-like call."""
+    out = {}
+    for name, stops in (("straight", [total]), ("resumed", [total // 2, total])):
+        runs = tmp_path / name
+        for stop in stops:
+            fit(common + cpu_overrides(runs, tmp_path / "data")
+                + recorder_override(runs / "rows.jsonl")
+                + [f"stage.max_steps={stop}", f"stage.checkpoint_every_n_steps={total // 2}"])
+        run_dir = next(runs.glob("*/*/checkpoints")).parent
+        out[name] = (read_rows(runs / "rows.jsonl"), policy_state(run_dir))
+    return out
+
+
+def assert_same_run(out, rows: int):
+    (rows_a, w_a), (rows_b, w_b) = out["straight"], out["resumed"]
+    assert [r["step"] for r in rows_a] == [r["step"] for r in rows_b]
+    assert len(rows_a) == rows
+    for a, b in zip(rows_a, rows_b):
+        assert a["batch"] == b["batch"], f"step {a['step']}: a different batch after resuming"
+        assert a["metrics"].keys() == b["metrics"].keys()
+        for k in a["metrics"]:
+            assert a["metrics"][k] == b["metrics"][k], (a["step"], k)
+    assert w_a.keys() == w_b.keys()
+    for k in w_a:
+        torch.testing.assert_close(w_a[k], w_b[k], rtol=0, atol=0, msg=k)
+
+
 # ---------------------------------------------------------------------- tiny video world
 def write_video_dataset(root: Path, episodes: int = 8, length: int = 10, seed: int = 0) -> Path:
     """Episodes of a bright square moved by a 2-D action on a dark 16x16 background."""

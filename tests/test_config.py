@@ -73,3 +73,26 @@ def test_help_is_fast_and_lists_groups():
     probe = subprocess.run([sys.executable, "-X", "importtime", "train.py", "--help"],
                            cwd=CONF.parent, capture_output=True, text=True, timeout=60)
     assert "lightning" not in probe.stderr and "torch" not in probe.stderr.split("hydra")[0]
+
+
+TEXT_DATA = ["bytesized32", "webarena", "toy_text"]
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("data", TEXT_DATA)
+@pytest.mark.parametrize("stage", ["mle", "grpo"])
+def test_text_datasets_compose_with_language_models(stage, data):
+    cfg = _compose([f"stage={stage}", f"data={data}"])
+    assert cfg.model.name.startswith("lm_")
+    if stage == "grpo":
+        assert cfg.stage.module.group_size == cfg.data.grpo_group_size
+    from wm.data.text import TextStateDataModule
+
+    assert isinstance(instantiate(cfg.data.datamodule, _convert_="all"), TextStateDataModule)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes(experiment):
+    cfg = _compose([f"experiment={experiment}"])
+    assert cfg.stage.name in ("tokenizer", "mle", "grpo")
+    assert cfg.trainer.max_steps == cfg.stage.max_steps

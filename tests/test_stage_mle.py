@@ -14,8 +14,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from stage_fixtures import (
-    compose_train, cpu_overrides, read_rows, recorder_override, save_tiny_tokenizer,
-    tiny_llama_factory, tiny_video_overrides, write_video_dataset)
+    assert_same_run, resume_pair, save_tiny_tokenizer, tiny_llama_factory, tiny_video_overrides,
+    write_video_dataset)
 
 
 @pytest.fixture(scope="module")
@@ -60,52 +60,12 @@ def test_mle_overfits_one_batch(tiny_video):
     assert agree > 0.95, agree
 
 
-def _fit(overrides):
-    from wm.cli.fit import fit_stage
-
-    return fit_stage(compose_train(overrides))
-
-
-def _policy_state(run_dir: Path) -> dict:
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    return {k: v for k, v in ckpt["state_dict"].items() if k.startswith("policy.")}
-
-
-def _resume_pair(tmp_path, common, total: int):
-    """(rows, weights) of one uninterrupted run of ``total`` steps and of a run stopped at
-    ``total // 2`` and resumed from its last.ckpt in a second process-like call."""
-    out = {}
-    for name, stops in (("straight", [total]), ("resumed", [total // 2, total])):
-        runs = tmp_path / name
-        for stop in stops:
-            _fit(common + cpu_overrides(runs, tmp_path / "data")
-                 + recorder_override(runs / "rows.jsonl")
-                 + [f"stage.max_steps={stop}", f"stage.checkpoint_every_n_steps={total // 2}"])
-        run_dir = next(runs.glob("*/*/checkpoints")).parent
-        out[name] = (read_rows(runs / "rows.jsonl"), _policy_state(run_dir))
-    return out
-
-
-def _assert_same_run(out, total):
-    (rows_a, w_a), (rows_b, w_b) = out["straight"], out["resumed"]
-    assert [r["step"] for r in rows_a] == [r["step"] for r in rows_b]
-    assert len(rows_a) == total
-    for a, b in zip(rows_a, rows_b):
-        assert a["batch"] == b["batch"], f"step {a['step']}: a different batch after resuming"
-        assert a["metrics"].keys() == b["metrics"].keys()
-        for k in a["metrics"]:
-            assert a["metrics"][k] == b["metrics"][k], (a["step"], k)
-    assert w_a.keys() == w_b.keys()
-    for k in w_a:
-        torch.testing.assert_close(w_a[k], w_b[k], rtol=0, atol=0, msg=k)
-
-
 def test_mle_resume_is_exact_video(tiny_video, tmp_path):
     root, tok = tiny_video
     common = ["stage=mle"] + tiny_video_overrides(root, tok) + [
         "stage.val_check_interval=1000", "stage.limit_val_batches=0", "stage.log_every_n_steps=1"]
-    out = _resume_pair(tmp_path, common, total=6)
-    _assert_same_run(out, 6)
+    out = resume_pair(tmp_path, common, total=6)
+    assert_same_run(out, rows=6)
     assert len({tuple(r["batch"]["episode"]) for r in out["straight"][0]}) > 1  # the stream moves
 
 
@@ -113,5 +73,5 @@ def test_mle_resume_is_exact_text(tmp_path):
     common = ["stage=mle", "data=toy_text", "stage.val_check_interval=1000",
               "stage.limit_val_batches=0", "stage.log_every_n_steps=1",
               "data.datamodule.batch_size=4", "data.task.max_response_tokens=40"]
-    out = _resume_pair(tmp_path, common, total=6)
-    _assert_same_run(out, 6)
+    out = resume_pair(tmp_path, common, total=6)
+    assert_same_run(out, rows=6)
