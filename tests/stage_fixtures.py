@@ -172,15 +172,17 @@ def read_rows(path: Path) -> list[dict]:
 
 # -------------------------------------------------------------- synthetic verifiable task
 class TargetTokenTask(nn.Module):
-    """Prompt: ``P`` random ids; response: ``L`` free ids in ``[0, V)``, no EOS.
-    Verifiable reward: the fraction of response tokens equal to ``target`` (pure function of
-    the sampled ids). A random policy scores ~1/V; the optimum is 1."""
+    """Prompt: ``P`` random ids; response: up to ``L`` ids in ``[0, V)`` (stopping at ``eos``
+    when one is given, so responses differ in length). Verifiable reward: the fraction of the
+    ``L`` response slots holding ``target`` (pure function of the sampled ids). A random policy
+    scores ~1/V; the optimum is 1."""
 
     higher_is_better = {"reward": True, "hit_rate": True}
 
-    def __init__(self, vocab: int = 16, response_len: int = 6, target: int = 3):
+    def __init__(self, vocab: int = 16, response_len: int = 6, target: int = 3,
+                 eos: int | None = None):
         super().__init__()
-        self.vocab, self.L, self.target = vocab, response_len, target
+        self.vocab, self.L, self.target, self.eos = vocab, response_len, target, eos
 
     def build_policy(self, factory, init=None):
         if init:
@@ -195,7 +197,7 @@ class TargetTokenTask(nn.Module):
 
     def prompts(self, batch) -> Prompts:
         ids = batch["prompt"]
-        plan = ResponsePlan(self.L, allowed_lo=0, allowed_hi=self.vocab)
+        plan = ResponsePlan(self.L, allowed_lo=0, allowed_hi=self.vocab, eos_id=self.eos)
         return Prompts(ids, torch.ones_like(ids, dtype=torch.bool), plan)
 
     def responses(self, batch) -> Responses:

@@ -17,12 +17,12 @@ def tiny_video(tmp_path_factory):
     return write_video_dataset(base / "squares"), save_tiny_tokenizer(base / "tok" / "last.ckpt")
 
 
-def _grpo_module(lr=3e-3, **kw):
+def _grpo_module(lr=3e-3, task=None, **kw):
     from wm.rl.loss import GRPOLossConfig
     from wm.stages.grpo import GRPOModule
 
     L.seed_everything(0)
-    return GRPOModule(TargetTokenTask(), tiny_llama_factory(0),
+    return GRPOModule(task or TargetTokenTask(), tiny_llama_factory(0),
                       partial(torch.optim.AdamW, lr=lr, weight_decay=0.0), GRPOLossConfig(),
                       init_policy=None, **{"group_size": 8, "micro_batch_size": 32, **kw})
 
@@ -62,12 +62,15 @@ def test_grpo_raises_heldout_reward():
 
 def test_grpo_micro_batching_does_not_change_the_update():
     """One rollout batch, one optimizer step: 32 responses in one micro-batch or in 8 of 4 give
-    the same weights (the loss is normalised by the mini-batch's global token count)."""
-    weights = []
+    the same weights. Responses stop at EOS, so micro-batches hold different token counts: a
+    per-micro-batch token-mean divided by the accumulation steps (verl's bug) would differ."""
+    weights, lengths = [], []
     for micro in (32, 4):
-        module = _grpo_module(micro_batch_size=micro)
+        module = _grpo_module(micro_batch_size=micro, task=TargetTokenTask(vocab=16, eos=5))
         _trainer(1).fit(module, datamodule=TargetTokenData(batch_size=4))
         weights.append({k: v.detach().clone() for k, v in module.policy.state_dict().items()})
+        lengths.append(float(module.trainer.callback_metrics["grpo/response_tokens"]))
+    assert lengths[0] == lengths[1] < 32 * 6          # same rollout, some rows ended early
     init = _grpo_module().policy.state_dict()
     assert any(not torch.equal(weights[0][k], init[k]) for k in init)   # it did update
     for k in weights[0]:

@@ -63,7 +63,8 @@ def evaluate(cfg: DictConfig) -> dict:
         raise SystemExit(f"ckpt={path} is neither a tokenizer nor a world-model checkpoint of "
                          "this project (no 'tokenizer_config' or 'wm_policy' entry)")
 
-    result = {"ckpt": str(path), "data": cfg.data.name, "seed": int(cfg.seed),
+    result = {"ckpt": str(path), "ckpt_mtime": path.stat().st_mtime,
+              "data": cfg.data.name, "seed": int(cfg.seed),
               "num_samples": int(cfg.get("num_samples", 1)), "metrics": summary}
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True))
     table = metrics_table({path.parent.parent.name or str(path): summary})

@@ -65,6 +65,9 @@ def fit_stage(cfg: DictConfig) -> dict:
     if resume_from:
         log.info("resuming %s from %s", cfg.stage.name, resume_from)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    if trainer.interrupted:
+        raise SystemExit(f"{cfg.stage.name} interrupted; progress is in {ckpt}. Run the same "
+                         "command again to resume.")
     if hasattr(module, "export") and trainer.is_global_zero:
         module.export(run_dir / "export")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()

@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 TABLE_KEYS = ["mae", "mse", "psnr", "ssim", "lpips", "repeat", "reward"]
 
 
+#: options of the pipeline itself, not passed on to the steps
+PIPELINE_KEYS = ("stage.steps", "stage.evaluate", "stage.eval_settings")
+
+
 def user_overrides() -> list[str]:
     """The command line's overrides, minus the stage selection."""
     try:
@@ -36,7 +40,9 @@ def user_overrides() -> list[str]:
 
 
 def step_config(step: str, overrides: list[str]) -> DictConfig:
-    return compose(config_name="train", overrides=[*overrides, f"stage={step}"])
+    """The config of ``python train.py stage=<step> <overrides>`` (pipeline options dropped)."""
+    keep = [o for o in overrides if not o.lstrip("+~").startswith(PIPELINE_KEYS)]
+    return compose(config_name="train", overrides=[*keep, f"stage={step}"])
 
 
 def _eval_config(run_cfg: DictConfig, ckpt: Path, out_dir: Path, overrides: list[str],
@@ -53,13 +59,17 @@ def _eval_config(run_cfg: DictConfig, ckpt: Path, out_dir: Path, overrides: list
     return cfg
 
 
-def run_pipeline(cfg: DictConfig) -> dict:
+def run_pipeline(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     """Run ``cfg.stage.steps`` in order, then evaluate ``cfg.stage.evaluate``; returns the table
-    rows ``{step: metrics}``."""
+    rows ``{step: metrics}``. ``overrides`` (default: the command line's) go to every step."""
     from wm.cli.evaluate import evaluate
 
-    overrides = user_overrides()
+    overrides = user_overrides() if overrides is None else list(overrides)
     t0 = time.time()
+    runs = Path(cfg.paths.runs_dir) / cfg.data.name
+    runs.mkdir(parents=True, exist_ok=True)
+    timing_file = runs / "pipeline_timing.json"
+    timings = json.loads(timing_file.read_text()) if timing_file.exists() else {}
     for i, step in enumerate(cfg.stage.steps, 1):
         step_cfg = step_config(step, overrides)
         done = Path(step_cfg.run_dir) / DONE
@@ -69,7 +79,10 @@ def run_pipeline(cfg: DictConfig) -> dict:
         resumed = last_checkpoint(Path(step_cfg.run_dir)).exists()
         print(f"[{i}/{len(cfg.stage.steps)}] {step}: {'resuming' if resumed else 'training'} "
               f"in {step_cfg.run_dir}")
+        t_step = time.time()
         fit_stage(step_cfg)
+        timings[step] = timings.get(step, 0.0) + time.time() - t_step   # adds up across resumes
+        timing_file.write_text(json.dumps(timings, indent=2))
 
     rows: dict[str, dict[str, float]] = {}
     for step in cfg.stage.evaluate:
@@ -79,20 +92,22 @@ def run_pipeline(cfg: DictConfig) -> dict:
         cached = out_dir / "metrics.json"
         if cached.exists():
             saved = json.loads(cached.read_text())
-            same = {k: saved.get(k) for k in ("ckpt", "seed", "num_samples")} == {
-                "ckpt": str(ckpt), "seed": int(cfg.seed),
+            same = {k: saved.get(k) for k in ("ckpt", "ckpt_mtime", "seed", "num_samples")} == {
+                "ckpt": str(ckpt), "ckpt_mtime": ckpt.stat().st_mtime, "seed": int(cfg.seed),
                 "num_samples": int(cfg.stage.eval_settings.num_samples)}
             if same:
                 rows[step] = saved["metrics"]
                 continue
         print(f"evaluating {step}: {ckpt}")
+        t_step = time.time()
         rows[step] = evaluate(_eval_config(step_cfg, ckpt, out_dir, overrides,
                                            dict(cfg.stage.eval_settings)))
+        timings[f"eval_{step}"] = time.time() - t_step
+        timing_file.write_text(json.dumps(timings, indent=2))
 
     keys = [k for k in TABLE_KEYS if any(k in r for r in rows.values())]
     table = metrics_table({("RLVR (GRPO)" if k == "grpo" else k.upper()): r
                            for k, r in rows.items()}, keys)
-    runs = Path(cfg.paths.runs_dir) / cfg.data.name
     (runs / "comparison.md").write_text(table + "\n")
     print("\nHeld-out evaluation (same seeds for every model):\n" + table)
     print(f"\nfinished in {(time.time() - t0) / 60:.1f} min; table saved to {runs / 'comparison.md'}")

@@ -61,6 +61,42 @@ def log_scores(module, prefix: str, values: dict[str, torch.Tensor], with_std: b
                        sync_dist=True)
 
 
+def _block_classes(model: torch.nn.Module) -> set[str]:
+    """Class names of the repeated blocks (decoder layers) that Hugging Face marks unsplittable."""
+    names: set[str] = set()
+    for sub in model.modules():
+        names.update(getattr(sub, "_no_split_modules", None) or ())
+    return names
+
+
+def shard_policy(module) -> None:
+    """FSDP2 for ``trainer=fsdp2_cpu`` / ModelParallelStrategy: ``fully_shard`` every decoder
+    layer of ``module.policy`` (and of the frozen ``module.reference``, if any), then the model
+    itself, over the mesh's data-parallel dimension. A no-op under any other strategy (no mesh).
+
+    Called from ``configure_model``, i.e. before the optimizer is built, so the optimizer holds
+    the sharded (DTensor) parameters.
+    """
+    mesh = module.device_mesh
+    if mesh is None:
+        return
+    from torch.distributed.fsdp import fully_shard
+
+    dp = mesh["data_parallel"] if mesh.mesh_dim_names and "data_parallel" in mesh.mesh_dim_names \
+        else mesh
+    for model in (module.policy, getattr(module, "reference", None)):
+        if model is None:
+            continue
+        blocks = _block_classes(model)
+        if not blocks:
+            raise TypeError(f"shard_policy: {type(model).__name__} names no decoder-layer class "
+                            "(`_no_split_modules`); FSDP2 needs to know which blocks to shard")
+        for sub in list(model.modules()):
+            if type(sub).__name__ in blocks:
+                fully_shard(sub, mesh=dp)
+        fully_shard(model, mesh=dp)
+
+
 class PolicyCheckpointMixin:
     """Stores what the task needs to rebuild the policy (architecture, tokenizer paths) in every
     Lightning checkpoint, so the next stage loads it by path alone."""

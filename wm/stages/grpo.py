@@ -30,7 +30,8 @@ from wm.rl.advantages import frac_zero_std, group_advantages
 from wm.rl.loss import GRPOLossConfig, grpo_loss, token_entropy, token_logprobs
 from wm.rollout.forward import response_logits
 from wm.stages.common import (
-    PolicyCheckpointMixin, log_scores, sample_and_score, seeded_generator, warmup_constant_schedule)
+    PolicyCheckpointMixin, log_scores, sample_and_score, seeded_generator, shard_policy,
+    warmup_constant_schedule)
 
 
 class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
@@ -79,6 +80,10 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
     def setup(self, stage: str) -> None:
         if self.trainer is not None and self.trainer.datamodule is not None:
             self.task.connect(self.trainer.datamodule)
+
+    def configure_model(self) -> None:
+        """FSDP2 sharding of the policy under ``trainer=fsdp2_cpu`` (no-op otherwise)."""
+        shard_policy(self)
 
     # ----------------------------------------------------------------------------- helpers
     @contextmanager

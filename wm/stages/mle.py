@@ -16,7 +16,8 @@ import lightning as L
 
 from wm.rollout.forward import response_logits
 from wm.stages.common import (
-    PolicyCheckpointMixin, log_scores, sample_and_score, seeded_generator, warmup_constant_schedule)
+    PolicyCheckpointMixin, log_scores, sample_and_score, seeded_generator, shard_policy,
+    warmup_constant_schedule)
 
 
 class MLEModule(PolicyCheckpointMixin, L.LightningModule):
@@ -46,6 +47,10 @@ class MLEModule(PolicyCheckpointMixin, L.LightningModule):
     def setup(self, stage: str) -> None:
         if self.trainer is not None and self.trainer.datamodule is not None:
             self.task.connect(self.trainer.datamodule)
+
+    def configure_model(self) -> None:
+        """FSDP2 sharding of the policy under ``trainer=fsdp2_cpu`` (no-op otherwise)."""
+        shard_policy(self)
 
     def loss(self, batch) -> torch.Tensor:
         """Mean cross-entropy over the task's loss-masked response tokens (scalar)."""

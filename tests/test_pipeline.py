@@ -1,0 +1,62 @@
+"""The quickstart pipeline: every step runs, finished steps are skipped on a rerun, and an
+interrupted step (a last.ckpt without DONE) resumes instead of restarting."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from wm.cli.pipeline import run_pipeline
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def _overrides(tmp: Path, steps: int) -> list[str]:
+    return [f"paths.runs_dir={tmp / 'runs'}", f"paths.data_dir={tmp / 'data'}", "logger=none",
+            "trainer.enable_progress_bar=false", f"stage.max_steps={steps}",
+            "stage.val_check_interval=2", "stage.limit_val_batches=1",
+            "stage.checkpoint_every_n_steps=2", "data.source.num_episodes=12",
+            "data.source.episode_length=12", "num_threads=1"]
+
+
+def _run(tmp: Path, steps: int, capsys, extra=()) -> tuple[dict, str]:
+    over = _overrides(tmp, steps) + list(extra)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[*over, "stage=pipeline"])
+        rows = run_pipeline(cfg, overrides=over)
+    return rows, capsys.readouterr().out
+
+
+def _global_step(ckpt: Path) -> int:
+    return int(torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"])
+
+
+@pytest.mark.slow
+def test_pipeline_runs_skips_finished_steps_and_resumes(tmp_path, capsys):
+    runs = tmp_path / "runs" / "pusht"
+    extra = ["stage.steps=[tokenizer,mle]", "stage.evaluate=[mle]",
+             "stage.eval_settings.num_samples=1"]
+    rows, out = _run(tmp_path, 4, capsys, extra)
+    assert set(rows) == {"mle"} and "mae" in rows["mle"] and rows["mle"]["mae"] > 0
+    assert (runs / "tokenizer" / "DONE").exists() and (runs / "mle" / "DONE").exists()
+    assert "| MLE |" in (runs / "comparison.md").read_text()
+    timings = json.loads((runs / "pipeline_timing.json").read_text())
+    assert set(timings) >= {"tokenizer", "mle", "eval_mle"}
+
+    # a rerun redoes nothing and reuses the cached evaluation
+    eval_file = runs / "mle" / "eval" / "metrics.json"
+    before = eval_file.stat().st_mtime
+    rows2, out = _run(tmp_path, 4, capsys, extra)
+    assert "tokenizer: done already" in out and "mle: done already" in out
+    assert "evaluating" not in out and eval_file.stat().st_mtime == before
+    assert rows2 == rows
+
+    # an interrupted MLE step (checkpoint, no DONE) resumes from its step, not from zero
+    (runs / "mle" / "DONE").unlink()
+    ckpt = runs / "mle" / "checkpoints" / "last.ckpt"
+    assert _global_step(ckpt) == 4
+    _, out = _run(tmp_path, 6, capsys, extra)
+    assert "tokenizer: done already" in out and "mle: resuming" in out
+    assert _global_step(ckpt) == 6
+    assert "evaluating mle" in out        # a changed checkpoint is evaluated again
