@@ -35,14 +35,17 @@ def _global_step(ckpt: Path) -> int:
 @pytest.mark.slow
 def test_pipeline_runs_skips_finished_steps_and_resumes(tmp_path, capsys):
     runs = tmp_path / "runs" / "pusht"
-    extra = ["stage.steps=[tokenizer,mle]", "stage.evaluate=[mle]",
+    extra = ["stage.steps=[tokenizer,mle]", "stage.evaluate=[mle]", "stage.open_loop_horizon=2",
              "stage.eval_settings.num_samples=1"]
     rows, out = _run(tmp_path, 4, capsys, extra)
     assert set(rows) == {"mle"} and "mae" in rows["mle"] and rows["mle"]["mae"] > 0
     assert (runs / "tokenizer" / "DONE").exists() and (runs / "mle" / "DONE").exists()
-    assert "| MLE |" in (runs / "comparison.md").read_text()
+    comparison = (runs / "comparison.md").read_text()
+    assert comparison.count("| MLE |") == 2 and "open-loop prediction of 2 steps" in comparison
+    h2 = json.loads((runs / "mle" / "eval_open_loop_2" / "metrics.json").read_text())
+    assert h2["horizon"] == 2 and {"mae@1", "mae@2", "repeat"} <= set(h2["metrics"])
     timings = json.loads((runs / "pipeline_timing.json").read_text())
-    assert set(timings) >= {"tokenizer", "mle", "eval_mle"}
+    assert set(timings) >= {"tokenizer", "mle", "eval_mle", "eval_open_loop_2_mle"}
 
     # a rerun redoes nothing and reuses the cached evaluation
     eval_file = runs / "mle" / "eval" / "metrics.json"

@@ -17,13 +17,13 @@ def tiny_video(tmp_path_factory):
     return write_video_dataset(base / "squares"), save_tiny_tokenizer(base / "tok" / "last.ckpt")
 
 
-def _grpo_module(lr=3e-3, task=None, **kw):
+def _grpo_module(lr=3e-3, task=None, optimizer=torch.optim.AdamW, **kw):
     from wm.rl.loss import GRPOLossConfig
     from wm.stages.grpo import GRPOModule
 
     L.seed_everything(0)
     return GRPOModule(task or TargetTokenTask(), tiny_llama_factory(0),
-                      partial(torch.optim.AdamW, lr=lr, weight_decay=0.0), GRPOLossConfig(),
+                      partial(optimizer, lr=lr, weight_decay=0.0), GRPOLossConfig(),
                       init_policy=None, **{"group_size": 8, "micro_batch_size": 32, **kw})
 
 
@@ -66,7 +66,8 @@ def test_grpo_micro_batching_does_not_change_the_update():
     per-micro-batch token-mean divided by the accumulation steps (verl's bug) would differ."""
     weights, lengths = [], []
     for micro in (32, 4):
-        module = _grpo_module(micro_batch_size=micro, task=TargetTokenTask(vocab=16, eos=5))
+        module = _grpo_module(micro_batch_size=micro, task=TargetTokenTask(vocab=16, eos=5),
+                              optimizer=torch.optim.SGD, lr=1.0)   # SGD: update = -grad
         _trainer(1).fit(module, datamodule=TargetTokenData(batch_size=4))
         weights.append({k: v.detach().clone() for k, v in module.policy.state_dict().items()})
         lengths.append(float(module.trainer.callback_metrics["grpo/response_tokens"]))

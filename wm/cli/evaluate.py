@@ -36,6 +36,8 @@ def default_out_dir(ckpt: Path) -> Path:
 
 def _datamodule(cfg: DictConfig):
     kwargs = {"batch_size": int(cfg.batch_size)} if cfg.get("batch_size") else {}
+    if int(cfg.get("horizon") or 1) > 1:   # open-loop clips: context + horizon frames
+        kwargs["future_frames"] = int(cfg.horizon)
     dm = instantiate(cfg.data.datamodule, _convert_="all", **kwargs)
     dm.prepare_data()
     dm.setup("validate")
@@ -64,7 +66,7 @@ def evaluate(cfg: DictConfig) -> dict:
                          "this project (no 'tokenizer_config' or 'wm_policy' entry)")
 
     result = {"ckpt": str(path), "ckpt_mtime": path.stat().st_mtime,
-              "data": cfg.data.name, "seed": int(cfg.seed),
+              "data": cfg.data.name, "seed": int(cfg.seed), "horizon": int(cfg.get("horizon") or 1),
               "num_samples": int(cfg.get("num_samples", 1)), "metrics": summary}
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True))
     table = metrics_table({path.parent.parent.name or str(path): summary})
@@ -97,7 +99,7 @@ def _evaluate_world_model(cfg, path: Path, ckpt: dict, dm, device, out_dir: Path
     summary, first = evaluate_policy(
         task, policy, dm.val_dataloader(), num_samples=int(cfg.num_samples),
         temperature=float(cfg.temperature), top_k=cfg.top_k, seed=int(cfg.seed),
-        max_batches=cfg.max_batches, device=device)
+        max_batches=cfg.max_batches, device=device, horizon=int(cfg.get("horizon") or 1))
     if first is not None and hasattr(task, "save_samples"):
         for f in task.save_samples(*first, out_dir=out_dir, rows=int(cfg.num_strips),
                                    group_size=int(cfg.num_samples)):

@@ -27,7 +27,7 @@ TABLE_KEYS = ["mae", "mse", "psnr", "ssim", "lpips", "repeat", "reward"]
 
 
 #: options of the pipeline itself, not passed on to the steps
-PIPELINE_KEYS = ("stage.steps", "stage.evaluate", "stage.eval_settings")
+PIPELINE_KEYS = ("stage.steps", "stage.evaluate", "stage.eval_settings", "stage.open_loop_horizon")
 
 
 def user_overrides() -> list[str]:
@@ -59,6 +59,18 @@ def _eval_config(run_cfg: DictConfig, ckpt: Path, out_dir: Path, overrides: list
     return cfg
 
 
+def _cached_eval(path: Path, ckpt: Path, seed: int, settings: dict) -> dict | None:
+    """The metrics saved by an earlier evaluation of this very checkpoint file with the same
+    seed and settings, else None."""
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    want = {"ckpt": str(ckpt), "ckpt_mtime": ckpt.stat().st_mtime, "seed": seed,
+            "num_samples": int(settings.get("num_samples", 1)),
+            "horizon": int(settings.get("horizon", 1))}
+    return saved["metrics"] if {k: saved.get(k) for k in want} == want else None
+
+
 def run_pipeline(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     """Run ``cfg.stage.steps`` in order, then evaluate ``cfg.stage.evaluate``; returns the table
     rows ``{step: metrics}``. ``overrides`` (default: the command line's) go to every step."""
@@ -84,32 +96,36 @@ def run_pipeline(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         timings[step] = timings.get(step, 0.0) + time.time() - t_step   # adds up across resumes
         timing_file.write_text(json.dumps(timings, indent=2))
 
-    rows: dict[str, dict[str, float]] = {}
-    for step in cfg.stage.evaluate:
-        step_cfg = step_config(step, overrides)
-        ckpt = last_checkpoint(Path(step_cfg.run_dir))
-        out_dir = Path(step_cfg.run_dir) / "eval"
-        cached = out_dir / "metrics.json"
-        if cached.exists():
-            saved = json.loads(cached.read_text())
-            same = {k: saved.get(k) for k in ("ckpt", "ckpt_mtime", "seed", "num_samples")} == {
-                "ckpt": str(ckpt), "ckpt_mtime": ckpt.stat().st_mtime, "seed": int(cfg.seed),
-                "num_samples": int(cfg.stage.eval_settings.num_samples)}
-            if same:
-                rows[step] = saved["metrics"]
-                continue
-        print(f"evaluating {step}: {ckpt}")
-        t_step = time.time()
-        rows[step] = evaluate(_eval_config(step_cfg, ckpt, out_dir, overrides,
-                                           dict(cfg.stage.eval_settings)))
-        timings[f"eval_{step}"] = time.time() - t_step
-        timing_file.write_text(json.dumps(timings, indent=2))
-
-    keys = [k for k in TABLE_KEYS if any(k in r for r in rows.values())]
-    table = metrics_table({("RLVR (GRPO)" if k == "grpo" else k.upper()): r
-                           for k, r in rows.items()}, keys)
-    (runs / "comparison.md").write_text(table + "\n")
-    print("\nHeld-out evaluation (same seeds for every model):\n" + table)
-    print(f"\nfinished in {(time.time() - t0) / 60:.1f} min; table saved to {runs / 'comparison.md'}")
+    settings = dict(cfg.stage.eval_settings)
+    horizon = int(cfg.stage.get("open_loop_horizon") or 1)
+    variants = [("eval", settings, "single-step prediction")]
+    if horizon > 1:
+        variants.append((f"eval_open_loop_{horizon}", {**settings, "horizon": horizon},
+                         f"open-loop prediction of {horizon} steps"))
+    tables, rows = [], {}
+    for folder, variant, title in variants:
+        rows = {}
+        for step in cfg.stage.evaluate:
+            step_cfg = step_config(step, overrides)
+            ckpt = last_checkpoint(Path(step_cfg.run_dir))
+            out_dir = Path(step_cfg.run_dir) / folder
+            rows[step] = _cached_eval(out_dir / "metrics.json", ckpt, int(cfg.seed), variant)
+            if rows[step] is None:
+                print(f"evaluating {step} ({title}): {ckpt}")
+                t_step = time.time()
+                rows[step] = evaluate(_eval_config(step_cfg, ckpt, out_dir, overrides, variant))
+                timings[f"{folder}_{step}"] = time.time() - t_step
+                timing_file.write_text(json.dumps(timings, indent=2))
+        keys = [k for k in TABLE_KEYS if any(k in r for r in rows.values())]
+        table = metrics_table({("RLVR (GRPO)" if k == "grpo" else k.upper()): r
+                               for k, r in rows.items()}, keys)
+        tables.append(f"{title} on held-out episodes (same seeds for every model):\n\n{table}")
+        if folder == "eval":
+            first_rows = rows
+    text = "\n\n".join(tables)
+    (runs / "comparison.md").write_text(text + "\n")
+    print("\n" + text)
+    print(f"\nfinished in {(time.time() - t0) / 60:.1f} min; tables saved to {runs / 'comparison.md'}")
     print(f"reward curves: tensorboard --logdir {runs}")
-    return rows
+    return first_rows
+

@@ -26,8 +26,12 @@ def _best_of_n(values: torch.Tensor, n: int, higher: bool) -> torch.Tensor:
 @torch.no_grad()
 def evaluate_policy(task, policy, loader, num_samples: int = 1, temperature: float = 1.0,
                     top_k: int | None = None, seed: int = 0, max_batches: int | None = None,
-                    device: torch.device | str = "cpu", progress: bool = True):
+                    device: torch.device | str = "cpu", progress: bool = True,
+                    horizon: int = 1):
     """Score ``policy`` on every batch of ``loader``.
+
+    ``horizon > 1`` evaluates multi-step prediction of a single-step model open loop
+    (``task.open_loop``: predicted tokens fed back as context); per-frame keys ``<m>@<t>``.
 
     Returns (summary, first): ``summary`` maps metric names to floats (``<m>`` = mean over all
     samples; ``best_of_<N>/<m>`` when num_samples > 1); ``first`` = (predictions, batch) of the
@@ -44,11 +48,15 @@ def evaluate_policy(task, policy, loader, num_samples: int = 1, temperature: flo
             break
         batch = _to_device(batch, device)
         gen = seeded_generator(seed, b, 0, device)
-        prompts = task.prompts(batch)
-        rollout = sampler.sample(policy, prompts.ids, prompts.mask, prompts.plan,
-                                 group_size=num_samples, temperature=temperature, top_k=top_k,
-                                 generator=gen)
-        preds = task.decode(rollout.tokens, batch, num_samples)
+        if horizon > 1:
+            preds = task.open_loop(policy, batch, horizon, num_samples, gen,
+                                   temperature=temperature, top_k=top_k)
+        else:
+            prompts = task.prompts(batch)
+            rollout = sampler.sample(policy, prompts.ids, prompts.mask, prompts.plan,
+                                     group_size=num_samples, temperature=temperature,
+                                     top_k=top_k, generator=gen)
+            preds = task.decode(rollout.tokens, batch, num_samples)
         metrics = task.metrics(preds, batch, num_samples, per_frame=True)
         metrics.update(task.rewards(preds, batch, num_samples))
         for name, v in metrics.items():

@@ -211,6 +211,46 @@ class VideoTask(nn.Module):
                 "target": target.repeat_interleave(group_size, dim=0).to(frames.dtype),
                 "prev_tokens": prev}
 
+    @torch.no_grad()
+    def open_loop(self, policy, batch, horizon: int, group_size: int, generator,
+                  temperature: float = 1.0, top_k: int | None = None) -> dict:
+        """Multi-step prediction with a single-step model: each predicted frame's *tokens* become
+        the newest context frame of the next step (ground-truth actions), ``horizon`` times.
+
+        batch clips hold Tc + horizon frames. Returns the ``decode`` dict with Tf = horizon:
+        frames/target (N, H, 3, h, w), tokens (N, H, Ntok), prev_tokens (N, Ntok), N = B*G.
+        """
+        from wm.rollout.sampler import Sampler
+
+        if self.layout_name != "single_step":
+            raise ValueError("open_loop needs data.task.layout=single_step (a multi_step model "
+                             "predicts several frames in one response already)")
+        self._require_connected()
+        Tc, G = self.Tc, group_size
+        frames = batch["frames"]
+        if frames.shape[1] < Tc + horizon:
+            raise ValueError(f"open-loop horizon {horizon} needs clips of {Tc + horizon} frames, "
+                             f"got {frames.shape[1]} (set data.future_frames={horizon})")
+        ctx, _ = self.tokenizer.encode_clip(frames[:, :Tc], Tc)              # (B, Tc, N)
+        codes = ctx.repeat_interleave(G, dim=0)                              # (B*G, Tc, N)
+        bins = self.actions.encode(batch["actions"].float().cpu()).to(frames.device)
+        act = self.vocab.action_ids(bins).repeat_interleave(G, dim=0)        # (B*G, T, A)
+        sampler, preds = Sampler(), []
+        for h in range(horizon):
+            built = self.layout.build(self.vocab.context_ids(codes[:, -Tc:]), act[:, h : h + Tc])
+            prompt = built["prompt"]
+            out = sampler.sample(policy, prompt, torch.ones_like(prompt, dtype=torch.bool),
+                                 built["plan"], group_size=1, temperature=temperature,
+                                 top_k=top_k, generator=generator)
+            new = self.vocab.future_codes_of(self.layout.split_response(out.tokens))  # (N,1,N)
+            preds.append(new)
+            codes = torch.cat([codes, new], dim=1)
+        pred = torch.cat(preds, dim=1)                                       # (B*G, H, N)
+        target = frames[:, Tc : Tc + horizon].repeat_interleave(G, dim=0)
+        out_frames = self.tokenizer.decode_clip(codes[:, :Tc], pred).clamp(0, 1)
+        return {"frames": out_frames, "tokens": pred, "target": target.to(out_frames.dtype),
+                "prev_tokens": codes[:, Tc - 1]}
+
     def _repeated(self, preds) -> torch.Tensor:
         return repetition_mask(preds["tokens"], prev=preds["prev_tokens"])  # (N, Tf) bool
 
@@ -225,7 +265,7 @@ class VideoTask(nn.Module):
         values = frame_metrics(preds["frames"], preds["target"], perceptual=self.perceptual)
         out = {k: v.mean(dim=1) for k, v in values.items()}                  # (N,)
         out["repeat"] = self._repeated(preds).any(dim=1).float()
-        if per_frame and self.Tf > 1:
+        if per_frame and preds["tokens"].shape[1] > 1:
             for k, v in values.items():                                      # v: (N, Tf)
                 out.update({f"{k}@{t + 1}": v[:, t] for t in range(v.shape[1])})
         return out
