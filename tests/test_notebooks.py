@@ -27,7 +27,8 @@ def tiny_env(tmp_path_factory) -> dict:
     """Environment whose WM_RUNS_DIR/WM_DATA_DIR hold a finished tiny quickstart run."""
     tmp = tmp_path_factory.mktemp("notebooks")
     env = {**os.environ, "WM_RUNS_DIR": str(tmp / "runs"), "WM_DATA_DIR": str(tmp / "data"),
-           "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONPATH": str(ROOT)}
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("MPLBACKEND", None)  # the kernel's inline backend turns figures into outputs
     proc = subprocess.run([sys.executable, "train.py", *TINY_RUN], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"tiny quickstart failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

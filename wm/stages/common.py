@@ -99,10 +99,27 @@ def shard_policy(module) -> None:
 
 class PolicyCheckpointMixin:
     """Stores what the task needs to rebuild the policy (architecture, tokenizer paths) in every
-    Lightning checkpoint, so the next stage loads it by path alone."""
+    Lightning checkpoint, so the next stage loads it by path alone.
+
+    Frozen weights that the module rebuilds at construction (the task's tokenizer and perceptual
+    network from their own files, GRPO's reference from ``init_policy``) are left out of the
+    file and put back from the live module on load: checkpoints hold the policy, the optimizer
+    state and the counters only.
+    """
+
+    FROZEN_PREFIXES = ("task.", "reference.")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["wm_policy"] = self.task.policy_checkpoint(self.policy)
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith(self.FROZEN_PREFIXES)]:
+            del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("state_dict", {})
+        for key, value in self.state_dict().items():
+            if key.startswith(self.FROZEN_PREFIXES):
+                state.setdefault(key, value)
 
     def export(self, out_dir) -> dict:
         """Write the trained policy in the task's release format (``task.export``; the text

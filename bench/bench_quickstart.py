@@ -1,0 +1,90 @@
+"""Run the README's quickstart (`python train.py`) from scratch and record what it produced.
+
+    python bench/bench_quickstart.py            # fresh data + runs in a temporary folder
+    python bench/bench_quickstart.py --workdir /tmp/qs --keep
+
+Measures the wall time of every step (data generation is inside the tokenizer step), copies the
+MLE-vs-RLVR tables into docs/benchmarks.md (section "quickstart") and into the README between
+its quickstart markers, and saves the RLVR model's truth-vs-prediction strip as
+docs/figures/quickstart_strip.png (frames of the generated PushT data, no third-party data).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._report import machine, markdown_table, write_section  # noqa: E402
+
+README = ROOT / "README.md"
+FIGURE = ROOT / "docs" / "figures" / "quickstart_strip.png"
+
+
+def run_quickstart(workdir: Path, extra: list[str]) -> float:
+    env = {**os.environ, "WM_RUNS_DIR": str(workdir / "runs"),
+           "WM_DATA_DIR": str(workdir / "data")}
+    t0 = time.time()
+    with open(workdir / "quickstart.log", "w") as log:
+        proc = subprocess.run([sys.executable, "train.py", *extra], cwd=ROOT, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode:
+        raise SystemExit(f"quickstart failed (exit {proc.returncode}); see {workdir}/quickstart.log")
+    return time.time() - t0
+
+
+def update_readme(block: str) -> None:
+    begin, end = "<!-- quickstart:begin -->", "<!-- quickstart:end -->"
+    text = README.read_text()
+    new = f"{begin}\n{block.strip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    README.write_text(pattern.sub(lambda _: new, text) if pattern.search(text)
+                      else text.replace("QUICKSTART_RESULT", new))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", type=Path, default=None, help="where data and runs go (fresh)")
+    ap.add_argument("--keep", action="store_true", help="keep the workdir afterwards")
+    ap.add_argument("overrides", nargs="*", help="extra train.py overrides")
+    args = ap.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="wm_quickstart_"))
+    if (workdir / "runs").exists():
+        raise SystemExit(f"{workdir}/runs exists: the benchmark times a run from scratch")
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    total = run_quickstart(workdir, args.overrides)
+    runs = workdir / "runs" / "pusht"
+    timings = json.loads((runs / "pipeline_timing.json").read_text())
+    comparison = (runs / "comparison.md").read_text().strip()
+    rows = [{"step": k, "minutes": v / 60} for k, v in timings.items()]
+    rows.append({"step": "total (python train.py)", "minutes": total / 60})
+    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(runs / "grpo" / "eval" / "strip.png", FIGURE)
+
+    cmd = "python train.py" + "".join(f" {o}" for o in args.overrides)
+    body = (f"## Quickstart (`{cmd}`, `python bench/bench_quickstart.py`)\n\n"
+            f"Machine: {machine()}, {os.cpu_count()} CPU cores. Fresh data and runs.\n\n"
+            + markdown_table(rows) + "\n\n" + comparison)
+    write_section("quickstart", body)
+    update_readme(
+        f"Measured on {os.cpu_count()} CPU cores ({total / 60:.0f} min in all), the end of the "
+        f"output reads:\n\n{comparison}\n\n"
+        "RLVR model on held-out episodes (rows alternate truth / prediction; the first two "
+        "columns are the context frames):\n\n![truth vs RLVR prediction](docs/figures/quickstart_strip.png)")
+    print(body)
+    if not args.keep and args.workdir is None:
+        shutil.rmtree(workdir)
+
+
+if __name__ == "__main__":
+    main()
