@@ -6,6 +6,7 @@ import torch
 
 from stage_fixtures import (RES, save_tiny_tokenizer, tiny_llama_factory,
                             write_video_dataset)
+from wm.data.episodes import EpisodeStore
 from wm.data.video import VideoDataModule
 from wm.evaluation.open_loop import open_loop_rollout
 from wm.rewards.video import VideoReward
@@ -15,7 +16,8 @@ from wm.tasks.video import VideoTask
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """(make_task, datamodule, episode frames (T,3,H,W), episode actions (T,A))."""
+    """(make_task(layout, context, future, cache_tokens) -> (task, random tiny policy),
+    episode 1's frames (10, 3, 16, 16) in [0, 1], its actions (10, 2))."""
     tmp = tmp_path_factory.mktemp("open_loop")
     root = write_video_dataset(tmp / "data", episodes=4, length=10)
     ckpt = save_tiny_tokenizer(tmp / "tok.ckpt")
@@ -28,10 +30,10 @@ def world(tmp_path_factory):
         policy = task.build_policy(tiny_llama_factory(seed=0))
         return task, policy
 
-    dm = VideoDataModule(str(root), 2, 1, resolution=(RES, RES), val_every=0)
-    frames = torch.from_numpy(dm.store.frames(1).copy()).permute(0, 3, 1, 2).float() / 255
-    actions = torch.from_numpy(dm.store.actions(1).copy())
-    return make_task, frames, actions                         # (10, 3, 16, 16), (10, 2)
+    store = EpisodeStore(root)
+    frames = torch.from_numpy(store.frames(1).copy()).permute(0, 3, 1, 2).float() / 255
+    actions = torch.from_numpy(store.actions(1).copy())
+    return make_task, frames, actions
 
 
 def _gen(seed):
@@ -70,29 +72,35 @@ def test_first_step_is_the_tasks_own_one_step_prediction(world):
     torch.testing.assert_close(out[0], expected, rtol=0, atol=0)
 
 
-def test_predictions_become_context_and_future_truth_is_unused(world):
+def test_sampled_tokens_become_context_and_future_truth_is_unused(world, monkeypatch):
     make_task, frames, actions = world
     task, policy = make_task()
-    seen = []
-    prompts = task.prompts
+    calls = []
+    sample = Sampler.sample
 
-    def spy(batch):
-        seen.append((batch["frames"][0].clone(), batch["actions"][0].clone()))
-        return prompts(batch)
+    def spy(self, model, ids, mask, plan, **kw):
+        rollout = sample(self, model, ids, mask, plan, **kw)
+        calls.append((ids[0].clone(), rollout.tokens[0].clone()))
+        return rollout
 
-    task.prompts = spy
+    monkeypatch.setattr(Sampler, "sample", spy)
     out = open_loop_rollout(task, policy, frames, actions, 3, _gen(1))
-    del task.prompts
-    assert len(seen) == 3
-    ctx0, act0 = seen[0]
-    torch.testing.assert_close(ctx0[:2], frames[:2])                      # ground-truth context
-    torch.testing.assert_close(act0[:2], actions[:2])
-    ctx1, act1 = seen[1]
-    torch.testing.assert_close(ctx1[0], frames[1])                        # context slides by one
-    torch.testing.assert_close(ctx1[1], out[0])                           # the prediction fed back
-    torch.testing.assert_close(act1[:2], actions[1:3])                    # ground-truth actions
-    ctx2, _ = seen[2]
-    torch.testing.assert_close(ctx2, torch.stack([out[0], out[1], out[1]]))
+    monkeypatch.undo()
+    assert len(calls) == 3
+    N, A = task.layout.N, task.layout.A                                   # 16 tokens, 2 actions
+    frame_slot = lambda prompt, k: prompt[k * (N + A) : k * (N + A) + N]  # noqa: E731
+    act_slot = lambda prompt, k: prompt[k * (N + A) + N : (k + 1) * (N + A)]  # noqa: E731
+    bins = task.vocab.action_ids(task.actions.encode(actions))            # (T, A) ids
+    for t in (1, 2):
+        prompt, prev_prompt, prev_response = calls[t][0], calls[t - 1][0], calls[t - 1][1]
+        assert torch.equal(frame_slot(prompt, 0), frame_slot(prev_prompt, 1))  # context slides
+        assert torch.equal(frame_slot(prompt, 1), prev_response[:N])      # prediction fed back
+        assert torch.equal(act_slot(prompt, 0), bins[t])                  # ground-truth actions
+        assert torch.equal(act_slot(prompt, 1), bins[t + 1])
+    # the returned frames are the decoded sampled tokens
+    h, w = task.tokenizer.grid_hw
+    codes = torch.stack([task.vocab.future_codes_of(r[:N]) for _, r in calls])  # (3, N)
+    torch.testing.assert_close(out, task.tokenizer.decode(codes.view(3, h, w)).clamp(0, 1))
     # frames after the context are never read: replacing them changes nothing
     noisy = frames.clone()
     noisy[2:] = torch.rand_like(noisy[2:])
@@ -100,22 +108,20 @@ def test_predictions_become_context_and_future_truth_is_unused(world):
     torch.testing.assert_close(out, again, rtol=0, atol=0)
 
 
-def test_token_cache_is_bypassed_and_restored(world):
+def test_token_cache_untouched_and_policy_mode_restored(world):
     make_task, frames, actions = world
     task, policy = make_task(cache_tokens=True)
     policy.train()
     open_loop_rollout(task, policy, frames, actions, 2, _gen(0))
-    assert task.cache_tokens is True and len(task._frame_tokens) == 0
+    assert len(task._frame_tokens) == 0, "predicted frames must not enter the episode token cache"
     assert policy.training, "the policy's train/eval mode must be restored"
 
 
-def test_multi_step_layout_advances_by_future_frames(world):
+def test_multi_step_layout_is_refused(world):
     make_task, frames, actions = world
     task, policy = make_task(layout="multi_step", context=1, future=2)
-    out = open_loop_rollout(task, policy, frames, actions, 3, _gen(0))   # 2 calls, 4 -> 3 frames
-    assert out.shape == (3, 3, RES, RES)
-    with pytest.raises(ValueError, match="need actions"):
-        open_loop_rollout(task, policy, frames, actions[:3], 3, _gen(0))  # needs 1 + 2*2 - 1 = 4
+    with pytest.raises(ValueError, match="single_step"):
+        open_loop_rollout(task, policy, frames, actions, 3, _gen(0))
 
 
 def test_bad_inputs_name_the_problem(world):

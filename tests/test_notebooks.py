@@ -31,7 +31,8 @@ def tiny_env(tmp_path_factory) -> dict:
     env.pop("MPLBACKEND", None)  # the kernel's inline backend turns figures into outputs
     proc = subprocess.run([sys.executable, "train.py", *TINY_RUN], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"tiny quickstart failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, \
+        f"tiny quickstart failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     for stage in ("tokenizer", "mle", "grpo"):
         assert (tmp / "runs" / "pusht" / stage / "checkpoints" / "last.ckpt").exists()
     return env
@@ -64,21 +65,15 @@ def _execute(path_or_nb, env: dict, cwd: Path = ROOT / "notebooks"):
         nbformat.read(path_or_nb, as_version=4)
     client = NotebookClient(nb, timeout=120, kernel_name="python3",
                             resources={"metadata": {"path": str(cwd)}})
-    old = dict(os.environ)
-    os.environ.update(env)  # the kernel process inherits this environment
-    try:
-        client.execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    client.execute(env=env)  # the kernel process's environment
     return nb
 
 
 def test_kernel_is_this_interpreter():
     from nbformat.v4 import new_code_cell, new_notebook
 
-    nb = _execute(new_notebook(cells=[new_code_cell("import os, sys; print(sys.prefix); print(os.getcwd())")]),
-                  dict(os.environ))
+    cell = new_code_cell("import os, sys; print(sys.prefix); print(os.getcwd())")
+    nb = _execute(new_notebook(cells=[cell]), dict(os.environ))
     prefix, cwd = nb.cells[0].outputs[0]["text"].split()
     assert Path(prefix) == Path(sys.prefix)
     assert Path(cwd) == ROOT / "notebooks"
@@ -98,5 +93,6 @@ def test_notebook_says_what_to_run_when_outputs_are_missing(tmp_path):
     from nbclient.exceptions import CellExecutionError
 
     env = {**os.environ, "WM_RUNS_DIR": str(tmp_path / "none"), "PYTHONPATH": str(ROOT)}
-    with pytest.raises(CellExecutionError, match="python train.py"):
+    with pytest.raises(CellExecutionError, match="python train.py") as err:
         _execute(NOTEBOOKS[0], env)
+    assert str(tmp_path / "none" / "pusht" / "tokenizer") in str(err.value)

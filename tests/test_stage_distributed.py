@@ -95,3 +95,21 @@ def test_grpo_fsdp2_cpu_matches_ddp(ddp_run, tiny_video, tmp_path):
     for k in policy:
         assert not hasattr(state[k], "placements"), f"{k} saved as a DTensor shard"
         torch.testing.assert_close(state[k], ddp_state[k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_text_grpo_under_fsdp2_does_not_hang(tmp_path):
+    """Text rollouts stop at EOS after a rank-dependent number of steps while every FSDP forward
+    is collective: the sampler keeps stepping until all ranks are done (no deadlock)."""
+    runs = tmp_path / "runs"
+    args = (["stage=grpo", "data=toy_text", "trainer=fsdp2_cpu"] + cpu_overrides(runs, tmp_path)
+            + ["stage.module.init_policy=null", "stage.module.group_size=4",
+               "stage.batch_size=2", "stage.module.micro_batch_size=8",
+               "data.task.max_response_tokens=24", "stage.max_steps=2",
+               "stage.checkpoint_every_n_steps=2", "stage.val_check_interval=2",
+               "stage.limit_val_batches=1", "stage.module.log_images_every_n_steps=0"])
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    done = json.loads((runs / "toy_text" / "grpo" / "DONE").read_text())
+    assert math.isfinite(done["grpo/reward/reward/mean"]) and done["grpo/optimizer_steps"] == 1.0

@@ -69,7 +69,7 @@ def fit_stage(cfg: DictConfig) -> dict:
         raise SystemExit(f"{cfg.stage.name} interrupted; progress is in {ckpt}. Run the same "
                          "command again to resume.")
     if hasattr(module, "export") and trainer.is_global_zero:
-        module.export(run_dir / "export")
+        module.export(run_dir / "export", checkpoint=ckpt if ckpt.exists() else None)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                if getattr(v, "numel", lambda: 1)() == 1}
     if trainer.is_global_zero:

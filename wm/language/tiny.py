@@ -48,14 +48,20 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512):
 
 
 def build_tiny_qwen2(tokenizer, hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0):
-    """A randomly initialised ``Qwen2ForCausalLM`` sized to ``tokenizer`` (``len(tokenizer)``)."""
+    """A randomly initialised ``Qwen2ForCausalLM`` for ``tokenizer``.
+
+    The embedding has ``len(tokenizer)`` rounded up to a multiple of 64 rows (as real models pad
+    their vocabularies): sharded training (FSDP2) needs dimensions that divide evenly across
+    ranks. The padding ids are never produced by the tokenizer, and the samplers only draw ids
+    below ``len(tokenizer)``.
+    """
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     if hidden % heads:
         raise ValueError(f"build_tiny_qwen2: hidden={hidden} must be divisible by heads={heads}")
     config = Qwen2Config(
-        vocab_size=len(tokenizer),
+        vocab_size=-(-len(tokenizer) // 64) * 64,
         hidden_size=hidden,
         intermediate_size=2 * hidden,
         num_hidden_layers=layers,

@@ -124,6 +124,22 @@ def _attention(key_valid: torch.Tensor | None, q: int, kv: int, device) -> torch
     return mask
 
 
+def _all_ranks_finished(done: bool, device) -> bool:
+    """True when every process of the job has finished its rows (``done`` on each rank).
+
+    Text rollouts stop at EOS after a different number of steps on each rank; under sharded
+    training (FSDP) every forward pass is collective, so a rank must keep stepping until all
+    ranks are done. Outside a distributed job this is just ``done``.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return done
+    pending = torch.tensor([0 if done else 1], device=device)
+    dist.all_reduce(pending)              # number of ranks still decoding
+    return int(pending.item()) == 0
+
+
 class _Loop:
     """The decode loop shared by the cached sampler and the no-cache reference.
 
@@ -174,7 +190,7 @@ class _Loop:
                 logprobs[:, t] = torch.where(live, lp, torch.zeros_like(lp))
             if eos is not None:
                 finished |= tok == eos
-                if bool(finished.all()):
+                if _all_ranks_finished(bool(finished.all()), dev):
                     break
             if t + 1 < L and free[t + 1]:
                 logits = forward(t, tokens)

@@ -46,19 +46,30 @@ def sample_and_score(module, batch, group_size: int, generator: torch.Generator,
 def log_scores(module, prefix: str, values: dict[str, torch.Tensor], with_std: bool = False) -> None:
     """Log the mean (and std) of each (N,) tensor as ``<prefix>/<name>[/mean|/std]``.
 
-    NaN marks rows outside a metric's subset (e.g. accuracy on changed transitions only) and is
-    ignored; a metric with no valid row in this batch is not logged.
+    The statistics are pooled over all ranks (sum, count and sum of squares are all-reduced,
+    so the std is the std over every rank's rows, not a mean of per-rank stds). NaN marks rows
+    outside a metric's subset (e.g. accuracy on changed transitions only) and is ignored; a
+    metric with no valid row on any rank is not logged -- the same decision on every rank, so
+    ranks never disagree on which collectives to run.
     """
+    trainer = getattr(module, "_trainer", None)
+    distributed = trainer is not None and trainer.world_size > 1
     for name, value in values.items():
-        value = value.detach().float()
-        value = value[~value.isnan()]
-        if value.numel() == 0:
+        v = value.detach().float().to(module.device).flatten()
+        ok = ~v.isnan()
+        vals = v[ok]
+        stats = torch.stack([vals.sum(), ok.sum().float(), (vals * vals).sum()])   # (3,)
+        if distributed:
+            stats = trainer.strategy.reduce(stats, reduce_op="sum")
+        total, n, sq = stats.tolist()
+        if n == 0:
             continue
+        mean = total / n
         key = f"{prefix}/{name}/mean" if with_std else f"{prefix}/{name}"
-        module.log(key, value.mean(), sync_dist=True, prog_bar=name == "reward")
+        module.log(key, mean, prog_bar=name == "reward", batch_size=int(n))
         if with_std:
-            module.log(f"{prefix}/{name}/std", value.std() if value.numel() > 1 else 0.0,
-                       sync_dist=True)
+            var = max(sq / n - mean * mean, 0.0) * n / (n - 1) if n > 1 else 0.0
+            module.log(f"{prefix}/{name}/std", var ** 0.5, batch_size=int(n))
 
 
 def _block_classes(model: torch.nn.Module) -> set[str]:
@@ -121,10 +132,15 @@ class PolicyCheckpointMixin:
             if key.startswith(self.FROZEN_PREFIXES):
                 state.setdefault(key, value)
 
-    def export(self, out_dir) -> dict:
+    def export(self, out_dir, checkpoint=None) -> dict:
         """Write the trained policy in the task's release format (``task.export``; the text
-        task writes Hugging Face folders). Called by ``wm.cli.fit.fit_stage`` after training
-        as ``<run_dir>/export``; a task without ``export`` writes nothing (returns {})."""
+        task writes Hugging Face folders). Called by ``wm.cli.fit.fit_stage`` on rank 0 after
+        training as ``<run_dir>/export``; a task without ``export`` writes nothing (returns {}).
+        A sharded (FSDP2) policy is exported from the gathered ``checkpoint`` instead of the
+        live shards, whose gathering would need every rank."""
         if not hasattr(self.task, "export"):
             return {}
-        return self.task.export(self.policy, out_dir)
+        policy = self.policy
+        if checkpoint is not None and any(hasattr(p, "placements") for p in policy.parameters()):
+            policy = self.task.build_policy(None, init=str(checkpoint))
+        return self.task.export(policy, out_dir)
