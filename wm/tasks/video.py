@@ -132,6 +132,20 @@ class VideoTask(nn.Module):
         policy.load_state_dict(state)
         return policy
 
+    def export(self, policy, out_dir) -> dict:
+        """The world model in Hugging Face format (``out_dir/hf``, loads with
+        ``LlamaForCausalLM.from_pretrained``) plus ``vocab.json`` describing its id layout."""
+        import json
+        from dataclasses import asdict
+
+        out = Path(out_dir)
+        policy.save_pretrained(out / "hf")
+        layout = {**asdict(self.vocab), "bos_id": self.vocab.bos_id, "eos_id": self.vocab.eos_id,
+                  "action_offset": self.vocab.action_offset, "vocab_size": self.vocab.vocab_size,
+                  "tokenizer_ckpt": self.tokenizer_ckpt, "layout": self.layout_name}
+        (out / "vocab.json").write_text(json.dumps(layout, indent=2))
+        return {"hf": out / "hf", "vocab": out / "vocab.json"}
+
     def policy_checkpoint(self, policy) -> dict:
         return {"config": policy.config.to_dict(), "layout": self.layout_name,
                 "task_kwargs": {"tokenizer_ckpt": self.tokenizer_ckpt}}
@@ -146,8 +160,7 @@ class VideoTask(nn.Module):
         """Token ids of a batch (cached for the last batch: prompts and responses share it)."""
         self._require_connected()
         frames = batch["frames"]
-        key = (frames.data_ptr(), tuple(frames.shape), str(frames.device))
-        if key == self._cache_key:
+        if frames is self._cache_key:     # the cache holds the tensor itself: no id reuse
             return self._cache
         Tc, Tf = self.Tc, self.Tf
         if frames.shape[1] < Tc + Tf:
@@ -167,7 +180,7 @@ class VideoTask(nn.Module):
             built = self.layout.build(ctx_ids, act[:, Tc - 1 : Tc - 1 + self.layout.num_actions],
                                       fut_ids)
         built["ctx_codes"], built["fut_codes"] = ctx, fut
-        self._cache_key, self._cache = key, built
+        self._cache_key, self._cache = frames, built
         return built
 
     def _cached_codes(self, frames: torch.Tensor, episode: torch.Tensor, start: torch.Tensor
