@@ -68,13 +68,18 @@ def main() -> None:
     comparison = (runs / "comparison.md").read_text().strip()
     rows = [{"step": k, "minutes": v / 60} for k, v in timings.items()]
     rows.append({"step": "total (python train.py)", "minutes": total / 60})
+    tok = json.loads((runs / "tokenizer" / "DONE").read_text())
+    recon = {k.split("/")[1]: tok[k] for k in ("val/psnr", "val/ssim", "val/l1", "val/mse")
+             if k in tok}
+    recon_line = ("Tokenizer (`python train.py stage=tokenizer data=pusht`), held-out "
+                  "reconstruction: " + ", ".join(f"{k.upper()} {v:.4g}" for k, v in recon.items()))
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(runs / "grpo" / "eval" / "strip.png", FIGURE)
 
     cmd = "python train.py" + "".join(f" {o}" for o in args.overrides)
     body = (f"## Quickstart (`{cmd}`, `python bench/bench_quickstart.py`)\n\n"
             f"Machine: {machine()}, {os.cpu_count()} CPU cores. Fresh data and runs.\n\n"
-            + markdown_table(rows) + "\n\n" + comparison)
+            + markdown_table(rows) + "\n\n" + recon_line + "\n\n" + comparison)
     write_section("quickstart", body)
     update_readme(
         f"Measured on {os.cpu_count()} CPU cores ({total / 60:.0f} min in all), the end of the "
