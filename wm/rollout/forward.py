@@ -20,5 +20,8 @@ def response_logits(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
     attn = torch.cat([prompt_mask.to(torch.long),
                       torch.ones_like(response_ids, dtype=torch.long)], dim=1)  # (N, P+L)
     pos = (attn.cumsum(dim=1) - 1).clamp(min=0)                              # (N, P+L)
-    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False)
-    return out.logits[:, p - 1 : -1]                                         # (N, L, V)
+    # only the positions that predict response tokens go through the LM head (the head and the
+    # softmax over the vocabulary dominate a small model's cost)
+    out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False,
+                logits_to_keep=response_ids.shape[1] + 1)
+    return out.logits[:, :-1]                                                # (N, L, V)
