@@ -222,7 +222,8 @@ class VideoTask(nn.Module):
         prev = ctx[:, -1] if self.tokenizer.shared_codebook else None       # last context frame
         return {"frames": frames, "tokens": codes,
                 "target": target.repeat_interleave(group_size, dim=0).to(frames.dtype),
-                "prev_tokens": prev}
+                "prev_tokens": prev,
+                "true_tokens": built["fut_codes"].repeat_interleave(group_size, dim=0)}
 
     @torch.no_grad()
     def open_loop(self, policy, batch, horizon: int, group_size: int, generator,
@@ -261,8 +262,9 @@ class VideoTask(nn.Module):
         pred = torch.cat(preds, dim=1)                                       # (B*G, H, N)
         target = frames[:, Tc : Tc + horizon].repeat_interleave(G, dim=0)
         out_frames = self.tokenizer.decode_clip(codes[:, :Tc], pred).clamp(0, 1)
+        _, true = self.tokenizer.encode_clip(frames[:, : Tc + horizon], Tc)  # (B, H, N)
         return {"frames": out_frames, "tokens": pred, "target": target.to(out_frames.dtype),
-                "prev_tokens": codes[:, Tc - 1]}
+                "prev_tokens": codes[:, Tc - 1], "true_tokens": true.repeat_interleave(G, dim=0)}
 
     def _repeated(self, preds) -> torch.Tensor:
         return repetition_mask(preds["tokens"], prev=preds["prev_tokens"])  # (N, Tf) bool
@@ -274,10 +276,16 @@ class VideoTask(nn.Module):
     def metrics(self, preds, batch, group_size: int, per_frame: bool = False
                 ) -> dict[str, torch.Tensor]:
         """Per-row metrics averaged over predicted frames, plus ``repeat`` (1 when any predicted
-        frame repeats the previous one). ``per_frame`` adds ``<metric>@<t>`` for t = 1..Tf."""
+        frame's tokens equal the previous frame's) and ``repeat_truth`` (the same test on the
+        ground-truth frames, i.e. how often the data itself repeats). ``per_frame`` adds
+        ``<metric>@<t>`` for t = 1..Tf."""
         values = frame_metrics(preds["frames"], preds["target"], perceptual=self.perceptual)
         out = {k: v.mean(dim=1) for k, v in values.items()}                  # (N,)
         out["repeat"] = self._repeated(preds).any(dim=1).float()
+        if preds.get("true_tokens") is not None and preds["prev_tokens"] is not None:
+            # the same test on the ground truth: how often the data itself repeats a frame
+            true_rep = repetition_mask(preds["true_tokens"], prev=preds["prev_tokens"])
+            out["repeat_truth"] = true_rep.any(dim=1).float()
         if per_frame and preds["tokens"].shape[1] > 1:
             for k, v in values.items():                                      # v: (N, Tf)
                 out.update({f"{k}@{t + 1}": v[:, t] for t in range(v.shape[1])})
@@ -285,7 +293,7 @@ class VideoTask(nn.Module):
 
     #: which direction is better for each metric (best-of-N and tables)
     higher_is_better = {"mae": False, "mse": False, "psnr": True, "ssim": True, "lpips": False,
-                        "repeat": False, "reward": True}
+                        "repeat": False, "repeat_truth": False, "reward": True}
 
     # --------------------------------------------------------------- visuals
     def log_samples(self, logger, tag: str, preds, batch, step: int, rows: int = 4) -> None:
