@@ -94,5 +94,5 @@ def test_text_datasets_compose_with_language_models(stage, data):
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes(experiment):
     cfg = _compose([f"experiment={experiment}"])
-    assert cfg.stage.name in ("tokenizer", "mle", "grpo")
+    assert cfg.stage.name in ("tokenizer", "mle", "grpo", "pipeline")
     assert cfg.trainer.max_steps == cfg.stage.max_steps

@@ -50,7 +50,8 @@ def _eval_config(run_cfg: DictConfig, ckpt: Path, out_dir: Path, overrides: list
     """The eval.py config for ``ckpt`` with the run's data/model/vision choices and the
     pipeline's evaluation ``settings`` (num_samples, top_k, ...)."""
     keep = [o for o in overrides if o.split("=")[0].lstrip("+~").split(".")[0]
-            in ("data", "vision", "model", "paths", "seed", "experiment", "num_threads")]
+            in ("data", "vision", "model", "paths", "seed", "experiment", "num_threads",
+                "run_name")]
     cfg = compose(config_name="eval", overrides=[*keep, f"ckpt={ckpt}", f"out_dir={out_dir}"])
     with open_dict(cfg):
         cfg.data = run_cfg.data  # experiment files may have changed data.* in the run config
@@ -78,7 +79,7 @@ def run_pipeline(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
 
     overrides = user_overrides() if overrides is None else list(overrides)
     t0 = time.time()
-    runs = Path(cfg.paths.runs_dir) / cfg.data.name
+    runs = Path(cfg.paths.runs_dir) / cfg.run_name
     runs.mkdir(parents=True, exist_ok=True)
     timing_file = runs / "pipeline_timing.json"
     timings = json.loads(timing_file.read_text()) if timing_file.exists() else {}

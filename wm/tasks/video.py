@@ -282,7 +282,7 @@ class VideoTask(nn.Module):
         values = frame_metrics(preds["frames"], preds["target"], perceptual=self.perceptual)
         out = {k: v.mean(dim=1) for k, v in values.items()}                  # (N,)
         out["repeat"] = self._repeated(preds).any(dim=1).float()
-        if preds.get("true_tokens") is not None and preds["prev_tokens"] is not None:
+        if preds.get("true_tokens") is not None:
             # the same test on the ground truth: how often the data itself repeats a frame
             true_rep = repetition_mask(preds["true_tokens"], prev=preds["prev_tokens"])
             out["repeat_truth"] = true_rep.any(dim=1).float()
