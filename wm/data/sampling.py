@@ -51,3 +51,13 @@ def batches_completed(trainer) -> int:
         return int(trainer.fit_loop.epoch_loop.batch_progress.total.processed)
     except AttributeError:
         return 0
+
+
+def train_sampler(num_items: int, batch_size: int, seed: int, trainer) -> StepSeededSampler:
+    """The training stream of a DataModule attached to ``trainer`` (or to none): batch k is a
+    pure function of (seed, k, rank), starting after the batches the trainer already did, so a
+    resumed run continues the exact stream and DDP ranks draw different batches (the Trainer
+    runs with ``use_distributed_sampler=false``). The stream is infinite."""
+    rank = trainer.global_rank if trainer is not None else 0
+    return StepSeededSampler(num_items, batch_size, seed=seed,
+                             start_batch=batches_completed(trainer), rank=rank)

@@ -38,7 +38,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from wm.data.sampling import StepSeededSampler, batches_completed
+from wm.data.sampling import train_sampler
 from wm.language.prompts import (
     join_parts,
     text_game_prompt_parts,
@@ -349,14 +349,8 @@ class TextStateDataModule(L.LightningDataModule):
         self.val_items = self.build_items(val, "val")
 
     def _loader(self, items: list[dict], train: bool) -> DataLoader:
-        sampler = None
-        if train:
-            # batch k is a pure function of (seed, k, rank), as for video (wm/data/sampling.py):
-            # a resumed run continues the exact stream, and DDP ranks draw different batches
-            # (the Trainer runs with use_distributed_sampler=false). The stream is infinite.
-            rank = self.trainer.global_rank if self.trainer is not None else 0
-            sampler = StepSeededSampler(len(items), self.batch_size, seed=self.seed,
-                                        start_batch=batches_completed(self.trainer), rank=rank)
+        sampler = train_sampler(len(items), self.batch_size, self.seed, self.trainer) if train \
+            else None
         return DataLoader(items, batch_size=self.batch_size, sampler=sampler,
                           collate_fn=collate_text, num_workers=self.hparams.num_workers)
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from wm.data.sampling import StepSeededSampler, batches_completed
+from wm.data.sampling import train_sampler
 from wm.data.episodes import INDEX, DataError, EpisodeStore
 
 log = logging.getLogger(__name__)
@@ -190,13 +190,8 @@ class VideoDataModule(L.LightningDataModule):
                                             clips_per_episode=self.val_clips_per_episode, **common)
 
     def _loader(self, ds: Dataset, train: bool) -> DataLoader:
-        sampler = None
-        if train:
-            # batch k is a pure function of (seed, k, rank): a resumed run continues the exact
-            # stream of an uninterrupted one (see wm/data/sampling.py); the stream is infinite.
-            rank = self.trainer.global_rank if self.trainer is not None else 0
-            sampler = StepSeededSampler(len(ds), self.batch_size, seed=self.seed,
-                                        start_batch=batches_completed(self.trainer), rank=rank)
+        sampler = train_sampler(len(ds), self.batch_size, self.seed, self.trainer) if train \
+            else None
         return DataLoader(ds, batch_size=self.batch_size, sampler=sampler,
                           num_workers=self.num_workers, pin_memory=self.pin_memory,
                           persistent_workers=self.num_workers > 0)
