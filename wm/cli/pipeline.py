@@ -45,16 +45,14 @@ def step_config(step: str, overrides: list[str]) -> DictConfig:
     return compose(config_name="train", overrides=[*keep, f"stage={step}"])
 
 
-def _eval_config(run_cfg: DictConfig, ckpt: Path, out_dir: Path, overrides: list[str],
-                 settings: dict):
-    """The eval.py config for ``ckpt`` with the run's data/model/vision choices and the
-    pipeline's evaluation ``settings`` (num_samples, top_k, ...)."""
-    keep = [o for o in overrides if o.split("=")[0].lstrip("+~").split(".")[0]
-            in ("data", "vision", "model", "paths", "seed", "experiment", "num_threads",
-                "run_name")]
-    cfg = compose(config_name="eval", overrides=[*keep, f"ckpt={ckpt}", f"out_dir={out_dir}"])
+def _eval_config(run_cfg: DictConfig, ckpt: Path, out_dir: Path, settings: dict):
+    """The eval.py config for ``ckpt``: the step's own paths, data, run name, seed and threads
+    (whatever groups or experiments produced them), plus the pipeline's evaluation
+    ``settings`` (num_samples, top_k, horizon, ...)."""
+    cfg = compose(config_name="eval", overrides=[f"ckpt={ckpt}", f"out_dir={out_dir}"])
     with open_dict(cfg):
-        cfg.data = run_cfg.data  # experiment files may have changed data.* in the run config
+        for key in ("paths", "data", "run_name", "seed", "num_threads"):
+            cfg[key] = run_cfg[key]
         for k, v in settings.items():
             cfg[k] = v
     return cfg
@@ -114,7 +112,7 @@ def run_pipeline(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
             if rows[step] is None:
                 print(f"evaluating {step} ({title}): {ckpt}")
                 t_step = time.time()
-                rows[step] = evaluate(_eval_config(step_cfg, ckpt, out_dir, overrides, variant))
+                rows[step] = evaluate(_eval_config(step_cfg, ckpt, out_dir, variant))
                 timings[f"{folder}_{step}"] = time.time() - t_step
                 timing_file.write_text(json.dumps(timings, indent=2))
         keys = [k for k in TABLE_KEYS if any(k in r for r in rows.values())]
