@@ -96,3 +96,12 @@ def test_every_experiment_composes(experiment):
     cfg = _compose([f"experiment={experiment}"])
     assert cfg.stage.name in ("tokenizer", "mle", "grpo", "pipeline")
     assert cfg.trainer.max_steps == cfg.stage.max_steps
+
+
+def test_experiment_values_win_over_the_entry_config():
+    cfg = _compose(["experiment=pusht_multistep", "stage=grpo"])
+    assert cfg.run_name == "pusht_multistep" and cfg.run_dir.endswith("pusht_multistep/grpo")
+    assert "/pusht_multistep/tokenizer/" in cfg.data.task.tokenizer_ckpt
+    assert "/pusht_multistep/mle/" in cfg.stage.module.init_policy
+    assert cfg.data.task.layout == "multi_step" and cfg.vision.name == "compressive_64"
+    assert _compose(["experiment=pusht_multistep", "run_name=other"]).run_name == "other"
