@@ -97,7 +97,7 @@ def run_pipeline(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
 
     settings = dict(cfg.stage.eval_settings)
     horizon = int(cfg.stage.get("open_loop_horizon") or 1)
-    variants = [("eval", settings, "single-step prediction")]
+    variants = [("eval", settings, "prediction as trained (one response per prompt)")]
     if horizon > 1:
         variants.append((f"eval_open_loop_{horizon}", {**settings, "horizon": horizon},
                          f"open-loop prediction of {horizon} steps"))
