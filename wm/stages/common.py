@@ -24,14 +24,15 @@ def warmup_constant_schedule(optimizer, warmup_steps: int) -> torch.optim.lr_sch
 @torch.no_grad()
 def sample_and_score(module, batch, group_size: int, generator: torch.Generator,
                      temperature: float = 1.0, top_k: int | None = None,
-                     top_p: float | None = None):
+                     top_p: float | None = None, prompts=None):
     """Sample ``group_size`` responses per prompt with the module's policy, decode and score.
 
+    ``prompts``: the batch's ``Task.prompts`` when the caller already built them (not rebuilt).
     Returns (predictions, rewards, metrics, rollout): ``rewards`` maps reward components
     (``"reward"`` is the optimized scalar) and ``metrics`` maps evaluation metrics to (B*G,).
     """
     task, policy = module.task, module.policy
-    prompts = task.prompts(batch)
+    prompts = task.prompts(batch) if prompts is None else prompts
     was_training = policy.training
     policy.eval()
     rollout = Sampler().sample(policy, prompts.ids, prompts.mask, prompts.plan,

@@ -118,13 +118,14 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
 
         # 1. rollout: G responses per prompt, decoded and scored by the verifiable reward
         t0 = time.perf_counter()
+        prompts = task.prompts(batch)
         preds, rewards, metrics, rollout = sample_and_score(
-            self, batch, G, gen, temperature=hp.temperature, top_k=hp.top_k, top_p=hp.top_p)
+            self, batch, G, gen, temperature=hp.temperature, top_k=hp.top_k, top_p=hp.top_p,
+            prompts=prompts)
         rollout_s = time.perf_counter() - t0
         reward = rewards["reward"].to(self.device).float()                    # (N,)
         adv = group_advantages(reward, G, mode=self.loss_cfg.advantage)        # (N,)
 
-        prompts = task.prompts(batch)
         p_ids = prompts.ids.repeat_interleave(G, dim=0)                        # (N, P)
         p_mask = prompts.mask.repeat_interleave(G, dim=0)                      # (N, P)
         tokens, mask = rollout.tokens, rollout.mask                            # (N, L)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from wm.evaluation.video_metrics import repetition_mask
-from wm.rewards.video import frame_metrics
+from wm.rewards.video import METRIC_SIGN, frame_metrics
 from wm.tasks.base import Prompts, Responses
 from wm.world.actions import ActionTokenizer
 from wm.world.layout import MultiStepLayout, SingleStepLayout
@@ -292,7 +292,7 @@ class VideoTask(nn.Module):
         return out
 
     #: which direction is better for each metric (best-of-N and tables)
-    higher_is_better = {"mae": False, "mse": False, "psnr": True, "ssim": True, "lpips": False,
+    higher_is_better = {**{k: sign > 0 for k, sign in METRIC_SIGN.items()},
                         "repeat": False, "repeat_truth": False, "reward": True}
 
     # --------------------------------------------------------------- visuals
