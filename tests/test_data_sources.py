@@ -52,6 +52,36 @@ def test_pusht_sim_is_seeded(tmp_path):
     np.testing.assert_array_equal(f1, f2)
 
 
+def test_pusht_sim_frame_skip_subsamples_the_same_trajectory():
+    """frame_skip=k records every k-th frame of the frame_skip=1 run and its k actions, in order."""
+    k = 3
+    dense, sparse = (PushTSimSource(num_episodes=1, episode_length=n, image_size=16, seed=5, frame_skip=s)
+                     for n, s in ((12 * k, 1), (12, k)))
+    env = dense.make_env()
+    f1, a1, _ = dense.episode(env, 0)
+    env.close()
+    env = sparse.make_env()
+    fk, ak, _ = sparse.episode(env, 0)
+    env.close()
+    assert fk.shape[0] == ak.shape[0] == 12 and ak.shape[1] == 2 * k
+    np.testing.assert_array_equal(fk, f1[::k])
+    np.testing.assert_array_equal(ak, a1.reshape(12, 2 * k))
+
+
+def test_pusht_sim_moves_in_almost_every_transition():
+    """At the default frame skip, the agent does not get stuck (nearly identical consecutive frames
+    make the repetition metric measure the data instead of the model)."""
+    src = PushTSimSource(num_episodes=8, episode_length=40, image_size=64, seed=0, frame_skip=5)
+    env = src.make_env()
+    still = total = 0
+    for i in range(src.num_episodes):
+        frames = src.episode(env, i)[0].astype(np.float32) / 255
+        change = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
+        still, total = still + int((change < 1e-3).sum()), total + len(change)
+    env.close()
+    assert still / total < 0.05, f"{still} of {total} transitions are (nearly) static"
+
+
 def test_prepare_cli(tmp_path, capsys):
     from wm.data.prepare import main
 
@@ -85,6 +115,18 @@ def test_pusht_demos_round_trip(shared_data, tmp_path):
         e, s = int(batch["episode"][b]), int(batch["start"][b])
         offset = 0 if e == 0 else ends[e - 1]
         np.testing.assert_array_equal(batch["actions"][b].numpy(), src["action"][offset + s:offset + s + 5])
+
+
+@pytest.mark.real_data
+def test_pusht_demos_frame_skip(shared_data, tmp_path):
+    path = shared_data / "pusht" / "pusht_demos.npz"
+    root = PushTDemosSource(str(path), max_episodes=2, frame_skip=5).write(tmp_path / "demos")
+    src = np.load(path)
+    first = src["episode_ends"][0]
+    store = EpisodeStore(root)
+    assert store.lengths[0] == first // 5 and store.action_dim == 10
+    np.testing.assert_array_equal(store.frames(0), src["img"][:first // 5 * 5:5])
+    np.testing.assert_array_equal(store.actions(0)[3], src["action"][15:20].reshape(-1))
 
 
 def test_pusht_demos_bad_files(tmp_path):

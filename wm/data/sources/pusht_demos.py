@@ -8,16 +8,23 @@ This source reads that layout from an ``.npz`` with keys ``img``, ``action``, ``
 (as ../shared/data/pusht/pusht_demos.npz), or from the zarr folder itself when the optional
 ``zarr`` package is installed. Frames are stored as uint8 (rounded; the upstream values are
 integral), actions unchanged as float32.
+
+``frame_skip=k`` keeps every k-th frame and concatenates the k actions between kept frames into
+one 2k-dimensional action (time order), as DINO-WM prepares PushT (frameskip 5); an episode's last
+``T mod k`` frames are dropped so every kept frame has its k actions.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from wm.data.episodes import DataError, EpisodeWriter
 from wm.data.sources.frames_npz import load_npz
+
+log = logging.getLogger(__name__)
 
 
 def _read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,10 +55,15 @@ class PushTDemosSource:
     Args:
         path: the .npz file or zarr folder.
         max_episodes: convert only the first episodes (None: all).
+        frame_skip: keep every k-th frame; actions become ``2 * frame_skip`` dims.
     """
 
-    def __init__(self, path: str, max_episodes: int | None = None, overwrite: bool = False):
+    def __init__(self, path: str, max_episodes: int | None = None, overwrite: bool = False,
+                 frame_skip: int = 1):
+        if frame_skip < 1:
+            raise DataError(f"pusht_demos: frame_skip must be >= 1, got {frame_skip}")
         self.path, self.max_episodes, self.overwrite = Path(path), max_episodes, overwrite
+        self.frame_skip = frame_skip
 
     def write(self, root: str | Path) -> Path:
         from tqdm import tqdm
@@ -67,6 +79,7 @@ class PushTDemosSource:
                             f"{ends[-1] if len(ends) else None})")
         n = len(ends) if self.max_episodes is None else min(self.max_episodes, len(ends))
         starts = np.concatenate([[0], ends[:-1]])
+        dropped: list[int] = []  # demos shorter than two kept frames
         with EpisodeWriter(root, source=f"pusht_demos:{self.path.name}", overwrite=self.overwrite) as w:
             for e in tqdm(range(n), desc="pusht_demos", unit="ep"):
                 frames = np.asarray(img[starts[e]:ends[e]])  # (T, 96, 96, 3)
@@ -74,18 +87,28 @@ class PushTDemosSource:
                     if frames.min() < 0 or frames.max() > 255:
                         raise DataError(f"{self.path}: img is {frames.dtype} with values outside 0..255")
                     frames = frames.round().astype(np.uint8)
-                w.add(frames, np.asarray(action[starts[e]:ends[e]], dtype=np.float32),
-                      meta={"demo": int(e)})
+                actions = np.asarray(action[starts[e]:ends[e]], dtype=np.float32)
+                k = self.frame_skip
+                kept = len(frames) // k  # (T,) -> (T//k,): frame t*k and actions t*k .. t*k+k-1
+                if kept < 2:
+                    dropped.append(int(e))
+                    continue
+                w.add(frames[:kept * k:k], actions[:kept * k].reshape(kept, -1), meta={"demo": int(e)})
+        if dropped:
+            log.warning("pusht_demos: dropped %d demos shorter than 2 frames at frame_skip %d: %s",
+                        len(dropped), self.frame_skip, dropped[:10])
         return Path(root)
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument("--path", required=True, help="pusht .npz (img/action/episode_ends) or .zarr")
         p.add_argument("--max-episodes", type=int, default=None)
+        p.add_argument("--frame-skip", type=int, default=1,
+                       help="keep every k-th frame; the k actions in between become one 2k-d action")
 
     @classmethod
     def from_args(cls, a: argparse.Namespace) -> "PushTDemosSource":
-        return cls(a.path, a.max_episodes, a.overwrite)
+        return cls(a.path, a.max_episodes, a.overwrite, a.frame_skip)
 
 
 if __name__ == "__main__":
