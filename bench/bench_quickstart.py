@@ -81,13 +81,19 @@ def main() -> None:
              if k in tok}
     recon_line = ("Tokenizer (`python train.py stage=tokenizer data=pusht`), held-out "
                   "reconstruction: " + ", ".join(f"{k.upper()} {v:.4g}" for k, v in recon.items()))
+    from omegaconf import OmegaConf
+
+    src = OmegaConf.load(runs / "tokenizer" / "config.yaml").data.source
+    data_line = (f"Data: `{src._target_.rsplit('.', 1)[-1]}`, {src.num_episodes} episodes x "
+                 f"{src.episode_length} frames at {src.image_size}x{src.image_size}, frame_skip "
+                 f"{src.get('frame_skip', 1)}, seed {src.seed} (every 10th episode held out).")
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(runs / "grpo" / "eval" / "strip.png", FIGURE)
 
     cmd = "python train.py" + "".join(f" {o}" for o in args.overrides)
     body = (f"## Quickstart (`{cmd}`, `python bench/bench_quickstart.py`)\n\n"
             f"Machine: {machine()}, {os.cpu_count()} CPU cores. Fresh data and runs.\n\n"
-            + markdown_table(rows) + "\n\n" + recon_line + "\n\n" + comparison)
+            + data_line + "\n\n" + markdown_table(rows) + "\n\n" + recon_line + "\n\n" + comparison)
     write_section("quickstart", body)
     update_readme(
         f"Measured on {os.cpu_count()} CPU cores ({total / 60:.0f} min in all), the end of the "
