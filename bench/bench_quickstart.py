@@ -28,6 +28,18 @@ from bench._report import machine, markdown_table, write_section  # noqa: E402
 
 README = ROOT / "README.md"
 FIGURE = ROOT / "docs" / "figures" / "quickstart_strip.png"
+STEPS = """The same run step by step (each step is what the pipeline runs in-process; `eval.py` by
+hand reproduces the table's numbers, same seeds):
+
+```
+python train.py stage=tokenizer data=pusht
+python train.py stage=mle data=pusht
+python train.py stage=grpo data=pusht
+python eval.py ckpt=runs/pusht/mle/checkpoints/last.ckpt data=pusht num_samples=4
+python eval.py ckpt=runs/pusht/grpo/checkpoints/last.ckpt data=pusht num_samples=4
+python eval.py ckpt=runs/pusht/mle/checkpoints/last.ckpt data=pusht num_samples=4 horizon=4
+python eval.py ckpt=runs/pusht/grpo/checkpoints/last.ckpt data=pusht num_samples=4 horizon=4
+```"""
 
 
 def run_quickstart(workdir: Path, extra: list[str]) -> float:
@@ -93,7 +105,7 @@ def main() -> None:
     cmd = "python train.py" + "".join(f" {o}" for o in args.overrides)
     body = (f"## Quickstart (`{cmd}`, `python bench/bench_quickstart.py`)\n\n"
             f"Machine: {machine()}, {os.cpu_count()} CPU cores. Fresh data and runs.\n\n"
-            + data_line + "\n\n" + markdown_table(rows) + "\n\n" + recon_line + "\n\n" + comparison)
+            + data_line + "\n\n" + STEPS + "\n\n" + markdown_table(rows) + "\n\n" + recon_line + "\n\n" + comparison)
     write_section("quickstart", body)
     update_readme(
         f"Measured on {os.cpu_count()} CPU cores ({total / 60:.0f} min in all), the end of the "
