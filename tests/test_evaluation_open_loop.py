@@ -133,3 +133,26 @@ def test_bad_inputs_name_the_problem(world):
         open_loop_rollout(task, policy, frames, actions[:4], 5, _gen(0))  # needs 2 + 5 - 1 = 6
     with pytest.raises(ValueError, match="context"):
         open_loop_rollout(task, policy, frames[:1], actions, 2, _gen(0))
+
+
+def test_repeat_metrics_separate_copies_that_are_errors(world):
+    """repeat: any predicted frame equals its predecessor; repeat_truth: the same on the truth;
+    repeat_spurious: a predicted repeat where the truth moved."""
+    make_task, _, _ = world
+    task, _ = make_task()
+    prev = torch.tensor([[1, 1], [2, 2], [3, 3]])                        # (N=3, tokens=2)
+    tokens = torch.tensor([[[1, 1], [5, 5]],    # repeats at t=0, where the truth repeats too
+                           [[4, 4], [4, 4]],    # repeats at t=1, where the truth moved
+                           [[6, 6], [7, 7]]])   # never repeats (the truth does, at t=0)
+    true = torch.tensor([[[1, 1], [8, 8]],
+                         [[4, 4], [9, 9]],
+                         [[3, 3], [7, 7]]])
+    frames = torch.rand(3, 2, 3, RES, RES)
+    preds = {"frames": frames, "target": frames.clone(), "tokens": tokens, "prev_tokens": prev,
+             "true_tokens": true}
+    out = task.metrics(preds, batch=None, group_size=1)
+    assert out["repeat"].tolist() == [1.0, 1.0, 0.0]
+    assert out["repeat_truth"].tolist() == [1.0, 0.0, 1.0]
+    assert out["repeat_spurious"].tolist() == [0.0, 1.0, 0.0]
+    assert out["mae"].tolist() == [0.0, 0.0, 0.0]
+    assert task.higher_is_better["repeat_spurious"] is False

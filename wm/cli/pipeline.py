@@ -23,7 +23,8 @@ from wm.cli.fit import DONE, fit_stage, last_checkpoint
 log = logging.getLogger(__name__)
 
 #: columns of the final table (those present are shown)
-TABLE_KEYS = ["mae", "mse", "psnr", "ssim", "lpips", "repeat", "repeat_truth", "reward"]
+TABLE_KEYS = ["mae", "mse", "psnr", "ssim", "lpips", "repeat", "repeat_truth", "repeat_spurious",
+              "reward"]
 
 
 #: options of the pipeline itself, not passed on to the steps

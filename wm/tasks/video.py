@@ -276,16 +276,19 @@ class VideoTask(nn.Module):
     def metrics(self, preds, batch, group_size: int, per_frame: bool = False
                 ) -> dict[str, torch.Tensor]:
         """Per-row metrics averaged over predicted frames, plus ``repeat`` (1 when any predicted
-        frame's tokens equal the previous frame's) and ``repeat_truth`` (the same test on the
-        ground-truth frames, i.e. how often the data itself repeats). ``per_frame`` adds
-        ``<metric>@<t>`` for t = 1..Tf."""
+        frame's tokens equal the previous frame's), ``repeat_truth`` (the same test on the
+        ground-truth frames, i.e. how often the data itself repeats) and ``repeat_spurious`` (1 when
+        a predicted frame repeats where the true frame does not: the copies that are errors).
+        ``per_frame`` adds ``<metric>@<t>`` for t = 1..Tf."""
         values = frame_metrics(preds["frames"], preds["target"], perceptual=self.perceptual)
         out = {k: v.mean(dim=1) for k, v in values.items()}                  # (N,)
-        out["repeat"] = self._repeated(preds).any(dim=1).float()
+        pred_rep = self._repeated(preds)                                     # (N, Tf) bool
+        out["repeat"] = pred_rep.any(dim=1).float()
         if preds.get("true_tokens") is not None:
             # the same test on the ground truth: how often the data itself repeats a frame
             true_rep = repetition_mask(preds["true_tokens"], prev=preds["prev_tokens"])
             out["repeat_truth"] = true_rep.any(dim=1).float()
+            out["repeat_spurious"] = (pred_rep & ~true_rep).any(dim=1).float()
         if per_frame and preds["tokens"].shape[1] > 1:
             for k, v in values.items():                                      # v: (N, Tf)
                 out.update({f"{k}@{t + 1}": v[:, t] for t in range(v.shape[1])})
@@ -293,7 +296,8 @@ class VideoTask(nn.Module):
 
     #: which direction is better for each metric (best-of-N and tables)
     higher_is_better = {**{k: sign > 0 for k, sign in METRIC_SIGN.items()},
-                        "repeat": False, "repeat_truth": False, "reward": True}
+                        "repeat": False, "repeat_truth": False, "repeat_spurious": False,
+                        "reward": True}
 
     # --------------------------------------------------------------- visuals
     def log_samples(self, logger, tag: str, preds, batch, step: int, rows: int = 4) -> None:
