@@ -105,3 +105,18 @@ def test_experiment_values_win_over_the_entry_config():
     assert "/pusht_multistep/mle/" in cfg.stage.module.init_policy
     assert cfg.data.task.layout == "multi_step" and cfg.vision.name == "compressive_64"
     assert _compose(["experiment=pusht_multistep", "run_name=other"]).run_name == "other"
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_eval_takes_the_experiment_a_checkpoint_was_trained_with(experiment):
+    train = _compose([f"experiment={experiment}"])
+    cfg = _compose(["ckpt=x.ckpt", f"experiment={experiment}"], name="eval")
+    assert cfg.data.name == train.data.name and cfg.vision.name == train.vision.name
+    assert cfg.data.get("context_frames") == train.data.get("context_frames")
+    assert cfg.num_samples == 1 and cfg.horizon == 1          # eval's own settings are kept
+
+
+def test_eval_of_the_multistep_experiment_uses_its_layout():
+    cfg = _compose(["ckpt=x.ckpt", "experiment=pusht_multistep"], name="eval")
+    assert cfg.data.task.layout == "multi_step" and cfg.data.future_frames == 4
+    assert "/pusht_multistep/tokenizer/" in cfg.data.task.tokenizer_ckpt
