@@ -118,7 +118,9 @@ def main() -> None:
         "columns are the context frames). At this CPU scale (8x8 tokens per frame, a 2M-parameter "
         "world model, minutes of training) predictions are blurry and often lose the small "
         "agent disc: the quickstart shows the paper's *relative* claim (post-training on the "
-        "metric improves the metric over the MLE model), not its image quality."
+        "metric improves the metric over the MLE model), not its image quality. Neither model "
+        "beats simply repeating the last context frame on MAE (see the copy_baseline section of "
+        "[docs/benchmarks.md](docs/benchmarks.md))."
         "\n\n![truth vs RLVR prediction](docs/figures/quickstart_strip.png)")
     print(body)
     if not args.keep and args.workdir is None:
