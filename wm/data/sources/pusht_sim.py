@@ -45,12 +45,19 @@ COG_LOCAL = np.array([0.0, 45.0])  # the T's centre of mass in its body frame (g
 BLOCK_REACH = 80.0  # distance from the centre of mass at which the agent lines up to push
 STUCK_STEPS, STUCK_PX = 8, 8.0  # less than STUCK_PX net motion over STUCK_STEPS steps = stuck
 ESCAPE_STEPS = 6  # steps spent walking away from a stuck position
+WALK_PX = 40.0  # the farthest target ahead of the agent when walking (approach and escape)
 TABLE = (15.0, 497.0)  # where the agent can stand (the env clips targets to the 512 px table)
 
 
 def _rotate(v: np.ndarray, angle: float) -> np.ndarray:
     c, s = np.cos(angle), np.sin(angle)
     return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
+
+
+def walk_towards(agent: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """A target on the way from ``agent`` to ``point``, at most ``WALK_PX`` ahead."""
+    step = point - agent
+    return agent + step * min(1.0, WALK_PX / (np.linalg.norm(step) + 1e-6))
 
 
 def block_com(pose: np.ndarray) -> np.ndarray:
@@ -91,10 +98,9 @@ class ScriptedPusher:
         if stuck or np.linalg.norm(to_goal) < 15.0:  # reached or stuck: pick a new sub-goal
             self.subgoal, self.pushing, self.recent = self.new_subgoal(com), False, []
             to_goal = self.subgoal - com
-        if self.escape_left > 0:
+        if self.escape_left > 0:  # no action noise while escaping
             self.escape_left -= 1
-            step = self.escape - agent
-            return np.clip(agent + step * min(1.0, 40.0 / (np.linalg.norm(step) + 1e-6)), 10.0, 502.0)
+            return np.clip(walk_towards(agent, self.escape), 10.0, 502.0)
         u = to_goal / (np.linalg.norm(to_goal) + 1e-6)
         perp = np.array([-u[1], u[0]])
         rel = agent - com
@@ -111,8 +117,7 @@ class ScriptedPusher:
             if along > -BLOCK_REACH * 0.6 and abs(across) < BLOCK_REACH:  # go round the block
                 side = 1.0 if across >= 0 else -1.0
                 behind = com + perp * side * BLOCK_REACH * 1.3 - u * BLOCK_REACH * 0.5
-            step = behind - agent
-            target = agent + step * min(1.0, 40.0 / (np.linalg.norm(step) + 1e-6))
+            target = walk_towards(agent, behind)
         target = target + self.rng.normal(0.0, self.noise, size=2)
         return np.clip(target, 10.0, 502.0)
 
