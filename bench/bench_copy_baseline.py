@@ -3,7 +3,7 @@
 A world model that outputs its last context frame for every future frame needs no training; when
 it scores a lower MAE than a trained model, an MAE reward pays a policy for copying (RLVR-World
 reports the opposite trend, repetition 48.6 % -> 9.9 %, at RT-1 scale). This bench scores that
-baseline in pixel space on the validation clips of a VideoDataModule (the same episodes, clip
+baseline in pixel space, with the metric functions eval.py uses, on the validation clips of a VideoDataModule (the same episodes, clip
 starts and resolution as the evaluation of ``data=pusht``) for each dataset folder and clip shape
 given, so it can be set beside the MLE/RLVR tables of the "quickstart" and "multistep" sections.
 
@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import machine, markdown_table, write_section  # noqa: E402
 from wm.data.video import VideoDataModule  # noqa: E402
+from wm.rewards.video import frame_metrics  # noqa: E402
 
 #: (name, context frames, future frames): the quickstart's single-step clips and the multi-step
 #: experiment's clips (conf/data/pusht.yaml, conf/experiment/pusht_multistep.yaml)
@@ -32,21 +33,25 @@ SETTINGS = [("single-step (2 context, 1 future)", 2, 1), ("multi-step (1 context
 
 def copy_scores(root: str, context: int, future: int, resolution: int, val_every: int,
                 clips_per_episode: int) -> dict:
-    """MAE / MSE of repeating the last context frame, and how often the truth holds still."""
+    """The eval metrics of repeating the last context frame, and how often the truth holds still."""
     dm = VideoDataModule(root, context, future, resolution=(resolution, resolution), batch_size=64,
                          val_every=val_every, val_clips_per_episode=clips_per_episode, seed=0)
     dm.setup("fit")
-    abs_err = sq_err = still = frames = 0.0
+    sums: dict[str, float] = {}
+    frames = 0
     for batch in dm.val_dataloader():
         clip = batch["frames"]                                      # (B, Tc + Tf, 3, H, W) in [0, 1]
-        last, fut = clip[:, context - 1 : context], clip[:, context:]
-        abs_err += (fut - last).abs().mean(dim=(2, 3, 4)).sum().item()
-        sq_err += (fut - last).pow(2).mean(dim=(2, 3, 4)).sum().item()
-        prev = clip[:, context - 1 : -1]                            # each future frame's predecessor
-        still += ((fut - prev).abs().mean(dim=(2, 3, 4)) < 1e-3).sum().item()
+        fut = clip[:, context:]                                     # (B, Tf, 3, H, W)
+        copy = clip[:, context - 1 : context].expand_as(fut)        # the last context frame, Tf times
+        scores = frame_metrics(copy, fut)                           # {name: (B, Tf)}
+        # each true future frame against its predecessor: the data's own stillness
+        scores["still"] = frame_metrics(clip[:, context - 1 : -1], fut, names=("mae",))["mae"] < 1e-3
+        for name, v in scores.items():
+            sums[name] = sums.get(name, 0.0) + v.float().sum().item()
         frames += fut.shape[0] * fut.shape[1]
-    return {"copy MAE": abs_err / frames, "copy MSE": sq_err / frames,
-            "true frames nearly still (< 0.001)": still / frames, "predicted frames": int(frames)}
+    row = {f"copy {n.upper()}": sums[n] / frames for n in ("mae", "mse", "psnr", "ssim")}
+    return {**row, "true frames nearly still (MAE to previous < 0.001)": sums["still"] / frames,
+            "predicted frames": frames}
 
 
 def main() -> None:
