@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from omegaconf import OmegaConf  # noqa: E402
+
 from bench._report import machine, markdown_table, write_section  # noqa: E402
 
 README = ROOT / "README.md"
@@ -93,12 +95,12 @@ def main() -> None:
              if k in tok}
     recon_line = ("Tokenizer (`python train.py stage=tokenizer data=pusht`), held-out "
                   "reconstruction: " + ", ".join(f"{k.upper()} {v:.4g}" for k, v in recon.items()))
-    from omegaconf import OmegaConf
-
-    src = OmegaConf.load(runs / "tokenizer" / "config.yaml").data.source
+    data = OmegaConf.load(runs / "tokenizer" / "config.yaml").data
+    src = data.source
     data_line = (f"Data: `{src._target_.rsplit('.', 1)[-1]}`, {src.num_episodes} episodes x "
                  f"{src.episode_length} frames at {src.image_size}x{src.image_size}, frame_skip "
-                 f"{src.get('frame_skip', 1)}, seed {src.seed} (every 10th episode held out).")
+                 f"{src.get('frame_skip', 1)}, seed {src.seed} (every "
+                 f"{data.datamodule.val_every}th episode held out).")
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(runs / "grpo" / "eval" / "strip.png", FIGURE)
 
