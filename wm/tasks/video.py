@@ -232,7 +232,8 @@ class VideoTask(nn.Module):
         the newest context frame of the next step (ground-truth actions), ``horizon`` times.
 
         batch clips hold Tc + horizon frames. Returns the ``decode`` dict with Tf = horizon:
-        frames/target (N, H, 3, h, w), tokens (N, H, Ntok), prev_tokens (N, Ntok), N = B*G.
+        frames/target (N, H, 3, h, w), tokens (N, H, Ntok), prev_tokens (N, Ntok), true_tokens
+        (N, H, Ntok) (the true future frames' tokens, for ``repeat_truth``), N = B*G.
         """
         from wm.rollout.sampler import Sampler
 
