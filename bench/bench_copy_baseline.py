@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import machine, markdown_table, write_section  # noqa: E402
 from wm.data.video import VideoDataModule  # noqa: E402
-from wm.rewards.video import frame_metrics  # noqa: E402
+from wm.rewards.frame_metrics import frame_metrics  # noqa: E402
 
 #: (name, context frames, future frames): the quickstart's single-step clips and the multi-step
 #: experiment's clips (conf/data/pusht.yaml, conf/experiment/pusht_multistep.yaml)

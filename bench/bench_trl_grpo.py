@@ -81,7 +81,7 @@ def trl_config(out: Path, loss_type: str, steps: int = 1, **kw):
 def toy_dataset(n: int, seed: int = 0):
     from datasets import Dataset
 
-    from wm.rewards.toy import toy_prompt, toy_records
+    from wm.textworld.toy import toy_prompt, toy_records
 
     recs = toy_records(n, seed)
     return Dataset.from_dict({"prompt": [toy_prompt(r) for r in recs],

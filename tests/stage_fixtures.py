@@ -127,7 +127,7 @@ def write_video_dataset(root: Path, episodes: int = 8, length: int = 10, seed: i
 
 def save_tiny_tokenizer(path: Path, seed: int = 0) -> Path:
     """A random ``FrameTokenizer`` (16x16 -> 4x4 tokens, 45 codes) in the checkpoint format
-    ``wm.stages.tokenizer.load_tokenizer`` reads: ``tokenizer_config`` + ``tokenizer.*`` weights."""
+    ``wm.vision.registry.load_tokenizer`` reads: ``tokenizer_config`` + ``tokenizer.*`` weights."""
     from wm.vision.fsq_vqgan import FrameTokenizer
     from wm.vision.registry import tokenizer_config
 

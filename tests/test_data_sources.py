@@ -17,8 +17,8 @@ from wm.data.episodes import DataError, EpisodeStore
 from wm.data.video import VideoDataModule
 from wm.data.sources.dino_wm import DinoWMSource
 from wm.data.sources.frames_npz import FramesNpzSource
-from wm.data.sources.oxe_rlds import (RT1_ACTION_FIELDS, OXERLDSSource, crc32c, masked_crc32c,
-                                      parse_example, read_tfrecord)
+from wm.data.sources.oxe_rlds import RT1_ACTION_FIELDS, OXERLDSSource
+from wm.data.sources.tfrecord import crc32c, masked_crc32c, parse_example, read_tfrecord
 from wm.data.sources.pusht_demos import PushTDemosSource
 from wm.data.sources.pusht_sim import PushTSimSource, block_com
 

@@ -5,9 +5,12 @@ import json
 import pytest
 import torch
 
-from wm.data.text import TextStateDataModule, bytesized32_train, find_file, read_jsonl
+from wm.data.text import TextStateDataModule
+from wm.data.text_worlds.bytesized32 import BS32_FIELDS, bytesized32_train
+from wm.data.text_worlds.records import find_file, read_jsonl
 from wm.language.tiny import train_bpe_tokenizer
-from wm.rewards import text_game, toy, web
+from wm.rewards import toy, web
+from wm.textworld import game_answer, game_state
 
 
 def test_toy_items_batches_and_reward():
@@ -40,7 +43,7 @@ def test_bad_arguments_and_data_errors(tmp_path):
     bad = tmp_path / "x.jsonl"
     bad.write_text('{"game": "g"}\n')
     with pytest.raises(KeyError, match=r"x.jsonl:1.*state_id"):
-        read_jsonl(bad)
+        read_jsonl(bad, BS32_FIELDS)
     web_file = tmp_path / "web.json"
     web_file.write_text(json.dumps([{"objective": "o"}]))
     with pytest.raises(KeyError, match=r"web.json\[0\].*url"):
@@ -69,7 +72,7 @@ def test_bytesized32_counts_split_and_changed_labels(bs32):
         expected = rec["state_id"] in dynamic[rec["game"]]["action_change"] + dynamic[rec["game"]]["time_change"]
         assert item["changed"] == expected
         # on this data the label agrees with the objects' diff
-        truth = text_game.true_transition(rec)
+        truth = game_state.true_transition(rec)
         assert item["changed"] == bool(truth["modified"] or truth["removed"])
         n_changed += item["changed"]
     assert n_changed == 1136
@@ -77,7 +80,7 @@ def test_bytesized32_counts_split_and_changed_labels(bs32):
         rec = item["record"]
         assert rec["action_state"]["lastAction"] in item["prompt"]
         assert json.dumps(rec["current_state"]["objects"]) in item["prompt"]
-        assert item["target"] == text_game.format_target(rec)
+        assert item["target"] == game_answer.format_target(rec)
     batch = next(iter(dm.train_dataloader()))
     assert len(batch["prompt"]) == 2 and batch["changed"].shape == (2,)
 
@@ -85,7 +88,7 @@ def test_bytesized32_counts_split_and_changed_labels(bs32):
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_bytesized32_full_train_split_excludes_test(bs32):
-    test = read_jsonl(find_file(bs32, "test.jsonl"))
+    test = read_jsonl(find_file(bs32, "test.jsonl"), BS32_FIELDS)
     pairs = {(r["game"], r["state_id"]) for r in test}
     train = bytesized32_train(find_file(bs32, "all_transitions.jsonl"), pairs, None, 0)
     with gzip.open(bs32 / "all_transitions.jsonl.gz", "rt") as fh:
@@ -110,7 +113,7 @@ def test_bytesized32_overlong_prompts_are_shortened_or_dropped_and_counted(bs32)
     example_task = "wash the dirty dishes"
     for item in dm.val_items:
         assert len(tok(item["prompt"], add_special_tokens=False)["input_ids"]) <= limit
-        assert item["target"] == text_game.format_target(item["record"])  # never truncated
+        assert item["target"] == game_answer.format_target(item["record"])  # never truncated
     assert sum(example_task not in i["prompt"] for i in dm.val_items) == s["shortened"]
 
     skip = TextStateDataModule("bytesized32", str(bs32), max_train_records=40,

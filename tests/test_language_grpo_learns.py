@@ -16,12 +16,12 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from wm.cli.fit import fit_stage, last_checkpoint
-from wm.evaluation.world import evaluate_policy
+from wm.evaluation.prediction import evaluate_policy
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 COMMON = ["data=toy_text", "logger=none", "trainer.enable_progress_bar=false",
           "trainer.accelerator=cpu", "num_threads=1", "stage.limit_val_batches=0",
-          "data.datamodule.toy_val=64", "data.datamodule.batch_size=8", "data.grpo_group_size=8"]
+          "data.datamodule.world.toy_val=64", "data.datamodule.batch_size=8", "data.grpo_group_size=8"]
 
 
 def compose_cfg(overrides: list[str]):

@@ -76,7 +76,7 @@ def tensorboard_text_tags(run_dir: Path) -> set[str]:
 
 
 # ------------------------------------------------------------------------------------- toy
-TOY = ["data=toy_text", "data.datamodule.toy_train=32", "data.datamodule.toy_val=8"]
+TOY = ["data=toy_text", "data.datamodule.world.toy_train=32", "data.datamodule.world.toy_val=8"]
 
 
 def test_toy_pipeline_full_finetune_with_tensorboard(tmp_path):
@@ -218,7 +218,7 @@ def test_webarena_pipeline(tmp_path, shared_data):
     only the shortest record is kept; prompts are shortened to 1536 tokens (tree lines cut)."""
     path = shared_data / "wma" / "sample_tao_annotated.json"
     data = ["data=webarena", "model=lm_tiny", f"data.path={path}",
-            f"data.datamodule.val_path={path}", "data.datamodule.batch_size=1",
+            f"data.datamodule.world.val_path={path}", "data.datamodule.batch_size=1",
             "data.task.max_prompt_tokens=1536", "data.task.max_response_tokens=5700",
             "data.grpo_group_size=2"]
     _, mle = run(tmp_path, "mle", data, ["stage.max_steps=1", "stage.limit_val_batches=0"])

@@ -10,7 +10,7 @@ from wm.language.prompts import (
     text_game_prompt_parts,
     web_prompt,
 )
-from wm.rewards.text_game import MARKER, format_target
+from wm.textworld.game_answer import MARKER, format_target
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from wm.rewards.web import item_f1, parse_sections, web_rewards
+from wm.rewards.web import item_f1, web_rewards
+from wm.textworld.web_answer import parse_sections
 
 
 def _text(new=(), deleted=(), updated=()):
@@ -35,8 +36,11 @@ def test_item_f1_hand_computed():
     r = item_f1(pred, true)
     assert r["precision"] == pytest.approx(2 / 4) and r["recall"] == pytest.approx(2 / 4)
     assert r["f1"] == pytest.approx(0.5) and r["parsed"]
-    dup = item_f1(_text(new=["a", "a"]), _text(new=["a"]))  # multisets: the copy is a miss
-    assert dup["precision"] == pytest.approx(0.5) and dup["recall"] == 1.0
+    # item sets, as the reference: a duplicated line counts once (F1 1.0, not 0.667)
+    dup = item_f1(_text(new=["a", "a"]), _text(new=["a"]))
+    assert dup["precision"] == 1.0 and dup["recall"] == 1.0 and dup["f1"] == 1.0
+    dup2 = item_f1(_text(new=["a", "a", "b"]), _text(new=["a", "c"]))
+    assert dup2["precision"] == pytest.approx(1 / 2) and dup2["recall"] == pytest.approx(1 / 2)
 
 
 def test_edge_cases():

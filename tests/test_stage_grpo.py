@@ -36,9 +36,10 @@ def _trainer(max_steps):
 
 def _heldout_reward(module, dm, group=8) -> float:
     """Mean verifiable reward on the held-out prompts, sampled (temperature 1) with fixed seeds."""
-    from wm.stages.common import sample_and_score, seeded_generator
+    from wm.rollout.scoring import sample_and_score
+    from wm.utils.seeding import seeded_generator
 
-    rewards = [sample_and_score(module, b, group, seeded_generator(99, i, 0, "cpu"))[1]["reward"]
+    rewards = [sample_and_score(module.task, module.policy, b, group, seeded_generator(99, i, 0, "cpu"))[1]["reward"]
                for i, b in enumerate(dm.val_dataloader())]
     return torch.cat(rewards).mean().item()
 

@@ -26,7 +26,8 @@ def tiny_video(tmp_path_factory):
 
 def test_mle_overfits_one_batch(tiny_video):
     from wm.data.video import VideoDataModule
-    from wm.stages.common import sample_and_score, seeded_generator
+    from wm.rollout.scoring import sample_and_score
+    from wm.utils.seeding import seeded_generator
     from wm.stages.mle import MLEModule
     from wm.rewards.video import VideoReward
     from wm.tasks.video import VideoTask
@@ -51,7 +52,7 @@ def test_mle_overfits_one_batch(tiny_video):
     assert final < 0.05 * initial, (initial, final)
 
     # greedy decoding reproduces the memorised next frames (train/inference alignment)
-    _, _, _, rollout = sample_and_score(module, batch, 1, seeded_generator(0, 0, 0, "cpu"),
+    _, _, _, rollout = sample_and_score(module.task, module.policy, batch, 1, seeded_generator(0, 0, 0, "cpu"),
                                         temperature=0.0)
     target = task.responses(batch)
     free = rollout.mask

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from wm.stages.tokenizer import TokenizerModule, load_tokenizer, recon_grid
+from wm.stages.tokenizer import TokenizerModule, recon_grid
+from wm.vision.registry import load_tokenizer
 from wm.vision.compressive import CompressiveTokenizer
 from wm.vision.discriminator import PatchDiscriminator
 from wm.vision.fsq_vqgan import FrameTokenizer

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wm.evaluation.recon import frame_metrics
+from wm.rewards.frame_metrics import frame_metrics
 from wm.vision.fsq_vqgan import FrameTokenizer
 
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from wm.evaluation.recon import frame_metrics, reconstruction_metrics
+from wm.evaluation.recon import reconstruction_metrics
+from wm.rewards.frame_metrics import frame_metrics
 from wm.vision.fsq_vqgan import FrameTokenizer
 from wm.vision.perceptual import Perceptual
 

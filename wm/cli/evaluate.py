@@ -78,7 +78,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
 def _evaluate_tokenizer(cfg, path: Path, dm, device) -> dict:
     from wm.evaluation.recon import reconstruction_metrics
-    from wm.stages.tokenizer import load_tokenizer
+    from wm.vision.registry import load_tokenizer
 
     tokenizer = load_tokenizer(path).to(device).eval()
     perceptual = instantiate(cfg.data.task.get("perceptual")) if cfg.data.get("task") else None
@@ -88,7 +88,7 @@ def _evaluate_tokenizer(cfg, path: Path, dm, device) -> dict:
 
 
 def _evaluate_world_model(cfg, path: Path, ckpt: dict, dm, device, out_dir: Path) -> dict:
-    from wm.evaluation.world import evaluate_policy
+    from wm.evaluation.prediction import evaluate_policy
 
     task_kwargs = (ckpt.get("wm_policy") or {}).get("task_kwargs", {})
     task = instantiate(cfg.data.task, _convert_="all", **task_kwargs)

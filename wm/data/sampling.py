@@ -1,9 +1,10 @@
 """Resumable, step-indexed random sampling for training loaders.
 
 Batch ``k`` of a run is a pure function of ``(seed, k)``: its indices are drawn from a generator
-seeded with both. A run resumed from a checkpoint therefore sees exactly the batches an
-uninterrupted run would have seen, without saving iterator state (Lightning restarts the
-dataloader iterator on resume; the sampler is told where to start, see ``start_batch``).
+seeded with both (``wm.utils.seeding``, stream ``"data"``). A run resumed from a checkpoint
+therefore sees exactly the batches an uninterrupted run would have seen, without saving
+iterator state (Lightning restarts the dataloader iterator on resume; the sampler is told where
+to start, see ``start_batch``).
 The stream is infinite, so training length is set by ``trainer.max_steps``.
 """
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Iterator
 
 import torch
 from torch.utils.data import Sampler
+
+from wm.utils.seeding import seeded_generator
 
 
 class StepSeededSampler(Sampler[int]):
@@ -27,7 +30,7 @@ class StepSeededSampler(Sampler[int]):
 
     def batch_indices(self, k: int) -> torch.Tensor:
         """Indices (batch_size,) of global batch ``k`` on this rank."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + k * 9_973 + self.rank * 7_919_729)
+        g = seeded_generator(self.seed, k, self.rank, "cpu", stream="data")
         return torch.randint(self.num_items, (self.batch_size,), generator=g)
 
     def __iter__(self) -> Iterator[int]:

@@ -1,8 +1,8 @@
 """Reconstruction quality of a visual tokenizer (tokenize, detokenize, compare).
 
-Metrics as in shared/REFERENCE.md "Video world model" / evaluation: MAE, MSE, PSNR, SSIM
-(Gaussian window 11, sigma 1.5, data range 1, torchmetrics) and LPIPS, on pixels in [0, 1],
-computed per frame and averaged over frames.
+Metrics as in shared/REFERENCE.md "Video world model" / evaluation, computed per frame by
+``wm.rewards.frame_metrics.frame_metrics`` (the code that scores rewards and world models) and
+averaged over frames.
 
 What is measured: ``encode_clip`` then ``decode_clip`` on the *future* frames of each clip (the
 frames the world model predicts; for the compressive tokenizer that is the coarse, context-
@@ -13,23 +13,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchmetrics.functional.image import structural_similarity_index_measure
 
-_PSNR_MSE_FLOOR = 1e-10  # identical frames give PSNR 100 dB instead of inf
-
-
-def frame_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-frame metrics of (N,3,H,W) frames in [0,1] -> {"mae","mse","psnr","ssim"} each (N,)."""
-    if pred.shape != target.shape or pred.ndim != 4:
-        raise ValueError("frame_metrics expects two (N,3,H,W) tensors of one shape, got "
-                         f"{tuple(pred.shape)}, {tuple(target.shape)}")
-    pred, target = pred.float().clamp(0, 1), target.float()
-    mae = (pred - target).abs().flatten(1).mean(1)                      # (N,)
-    mse = (pred - target).pow(2).flatten(1).mean(1)                     # (N,)
-    psnr = 10.0 * torch.log10(1.0 / mse.clamp_min(_PSNR_MSE_FLOOR))
-    ssim = structural_similarity_index_measure(pred, target, gaussian_kernel=True, sigma=1.5,
-                                               kernel_size=11, data_range=1.0, reduction="none")
-    return {"mae": mae, "mse": mse, "psnr": psnr, "ssim": ssim.reshape(-1)}
+from wm.rewards.frame_metrics import frame_metrics
 
 
 @torch.no_grad()
@@ -58,9 +43,7 @@ def reconstruction_metrics(tokenizer: nn.Module, dataloader, perceptual: nn.Modu
             ctx, fut = tokenizer.encode_clip(frames, n_context)
             pred = tokenizer.decode_clip(ctx, fut).flatten(0, 1)         # (B*Tf, 3, H, W)
             target = frames[:, n_context:].flatten(0, 1)                 # (B*Tf, 3, H, W)
-            per_frame = frame_metrics(pred, target)
-            if perceptual is not None:
-                per_frame["lpips"] = perceptual(pred, target)
+            per_frame = frame_metrics(pred, target, perceptual)        # {name: (B*Tf,)}
             for k, v in per_frame.items():
                 sums[k] = sums.get(k, 0.0) + float(v.sum())
             n += pred.shape[0]

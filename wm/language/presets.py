@@ -18,7 +18,7 @@ import torch
 
 def builtin_corpus() -> list[str]:
     """Text the tiny tokenizer is trained on: toy-world prompts/answers and JSON punctuation."""
-    from wm.rewards.toy import toy_prompt, toy_records, toy_target
+    from wm.textworld.toy import toy_prompt, toy_records, toy_target
 
     recs = toy_records(64, seed=1234)
     extra = ['{"modified": [], "removed": [], "score": {"score": 0, "gameOver": false, '

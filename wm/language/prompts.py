@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from wm.rewards.text_game import MARKER, format_target
+from wm.textworld.game_answer import MARKER, format_target
 
 TEXT_GAME_INSTRUCTIONS = (
     "You are a simulator of a text game. Read the task description of a text game. Given the "

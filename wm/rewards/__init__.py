@@ -1,6 +1,6 @@
-"""Verifiable rewards and metrics: pure functions plus a registry of builders by name."""
-from wm.rewards.registry import REWARDS, available_rewards, build_reward, register_reward
-from wm.rewards.video import METRIC_SIGN, VideoReward, frame_metrics
+"""Verifiable rewards and metrics: pure functions that score predicted states against the truth.
 
-__all__ = ["METRIC_SIGN", "REWARDS", "VideoReward", "available_rewards", "build_reward",
-           "frame_metrics", "register_reward"]
+Video: ``frame_metrics`` (per-frame metrics) and ``video`` (the weighted reward); text:
+``text_game`` (ByteSized32), ``web`` (WMA item F1), ``toy``; ``repetition`` (repeated frames).
+Configs name the reward they use by ``_target_`` (``conf/task/video.yaml``, ``conf/data/*.yaml``).
+"""

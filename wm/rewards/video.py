@@ -1,136 +1,22 @@
-"""Verifiable rewards for video world models (RLVR-World §4.3 and App. "Video world model").
-
-A predicted frame is compared with the ground-truth frame. Metrics are per frame, batched,
-on the tensors' device, for frames (B, 3, H, W) -> (B,) or clips (B, T, 3, H, W) -> (B, T),
-pixels in [0, 1]:
-
-| metric | direction | formula |
-|---|---|---|
-| mae   | lower  | mean |x - y| over C, H, W |
-| mse   | lower  | mean (x - y)^2 over C, H, W |
-| psnr  | higher | 10 log10(1 / mse), data range 1, capped at 100 dB (identical frames) |
-| ssim  | higher | torchmetrics SSIM, gaussian window 11, sigma 1.5, data range 1, map mean |
-| lpips | lower  | a perceptual callable ``fn(pred, target) -> (B,)`` on [0, 1] frames
-                   (``wm.vision.perceptual.Perceptual``: VGG LPIPS, scales to [-1, 1] itself) |
+"""The video world model's verifiable reward: weighted per-frame metrics aggregated over time
+(RLVR-World §4.3 and App. "Video world model"; the metrics are in ``wm.rewards.frame_metrics``).
 
 Reward (``VideoReward``): per frame ``r_t = sum_k sign_k * w_k * metric_k,t - p * repeated_t``,
 ``sign = -1`` for lower-is-better metrics, then aggregated over the T predicted frames by
 "mean" (reference multi-step), "last", or "discounted" (``sum_t g^t r_t / sum_t g^t``).
 The reference single-step reward is ``-(mae + lpips)``: ``weights={"mae": 1, "lpips": 1}``.
 
-Departures: PSNR is capped at 100 dB so that an exact prediction gives a finite reward (the
-group advantage would be NaN with +inf); the repetition penalty is an option of ours (off by
-default), not in the paper.
+Departure: the repetition penalty is an option of ours (off by default), not in the paper.
 """
 from __future__ import annotations
 
 from typing import Callable, Mapping
 
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure
 
-__all__ = ["METRIC_SIGN", "FRAME_METRICS", "TIME_AGGREGATIONS", "mae", "mse", "psnr", "ssim",
-           "lpips", "frame_metrics", "aggregate_time", "discount_weights", "VideoReward"]
+from wm.rewards.frame_metrics import METRIC_SIGN, Perceptual, frame_metrics
 
-Perceptual = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-PSNR_MAX_DB = 100.0
-
-METRIC_SIGN: dict[str, float] = {"mae": -1.0, "mse": -1.0, "lpips": -1.0, "psnr": 1.0, "ssim": 1.0}
-"""+1 for higher-is-better metrics, -1 for lower-is-better; the reward uses sign * metric."""
-
-
-def _flatten_frames(pred: torch.Tensor, target: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
-    """(B, 3, H, W) or (B, T, 3, H, W) -> ((M, 3, H, W) x2, leading shape (B,) or (B, T))."""
-    if pred.shape != target.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have "
-                         "the same shape")
-    if pred.dim() not in (4, 5) or pred.shape[-3] != 3:
-        raise ValueError("frames must be (B, 3, H, W) or (B, T, 3, H, W) in [0, 1], got "
-                         f"{tuple(pred.shape)}")
-    lead = tuple(pred.shape[:-3])
-    return (pred.reshape(-1, *pred.shape[-3:]).float(),   # (B*T, 3, H, W)
-            target.reshape(-1, *target.shape[-3:]).float(), lead)
-
-
-def mae(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error per frame. (B[, T], 3, H, W) -> (B[, T]). Lower is better."""
-    x, y, lead = _flatten_frames(pred, target)
-    return (x - y).abs().flatten(1).mean(1).reshape(lead)
-
-
-def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error per frame. (B[, T], 3, H, W) -> (B[, T]). Lower is better."""
-    x, y, lead = _flatten_frames(pred, target)
-    return (x - y).square().flatten(1).mean(1).reshape(lead)
-
-
-def psnr(pred: torch.Tensor, target: torch.Tensor, max_db: float = PSNR_MAX_DB) -> torch.Tensor:
-    """PSNR in dB per frame, data range 1: 10 log10(1 / mse), capped at ``max_db``.
-
-    (B[, T], 3, H, W) -> (B[, T]). Higher is better. Per-frame PSNR averaged afterwards (not the
-    PSNR of the averaged MSE), as per-sample video metrics usually are.
-    """
-    err = mse(pred, target)
-    return (10.0 * torch.log10(1.0 / err.clamp(min=1e-30))).clamp(max=max_db)
-
-
-def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """SSIM per frame (torchmetrics; gaussian window 11, sigma 1.5, data range 1).
-
-    (B[, T], 3, H, W) -> (B[, T]). Higher is better; 1 for identical frames. H, W >= 11.
-    """
-    x, y, lead = _flatten_frames(pred, target)
-    out = structural_similarity_index_measure(x, y, gaussian_kernel=True, sigma=1.5,
-                                              kernel_size=11, data_range=1.0, reduction="none")
-    return out.reshape(lead)
-
-
-def lpips(pred: torch.Tensor, target: torch.Tensor, perceptual: Perceptual) -> torch.Tensor:
-    """Perceptual distance per frame with ``perceptual(pred, target) -> (M,)`` on [0, 1] frames.
-
-    (B[, T], 3, H, W) -> (B[, T]). Lower is better. The callable owns its input scaling (the
-    reference scales to [-1, 1] for VGG LPIPS, as ``wm.vision.perceptual.Perceptual`` does).
-    """
-    if perceptual is None:
-        raise ValueError("lpips needs a perceptual module fn(pred, target) -> (B,), e.g. "
-                         "wm.vision.perceptual.build_perceptual(); none was given")
-    x, y, lead = _flatten_frames(pred, target)
-    out = perceptual(x, y)
-    return out.reshape(-1).float().reshape(lead)
-
-
-FRAME_METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "mae": mae, "mse": mse, "psnr": psnr, "ssim": ssim,
-}
-"""Metrics that need no model; ``lpips`` is added by ``frame_metrics`` when a module is given."""
-
-
-def frame_metrics(pred: torch.Tensor, target: torch.Tensor, perceptual: Perceptual | None = None,
-                  names: tuple[str, ...] | None = None,
-                  chunk_frames: int = 256) -> dict[str, torch.Tensor]:
-    """Per-frame metrics, without gradients. pred, target (B, T, 3, H, W) -> {name: (B, T)}.
-
-    ``names`` defaults to mae, mse, psnr, ssim, plus lpips when ``perceptual`` is given.
-    Frames go through the metrics ``chunk_frames`` at a time (SSIM keeps five (M, 3, H, W)
-    maps and VGG far more, so a whole GRPO batch, B*G*T frames, would not fit at once).
-    Also accepts (B, 3, H, W) -> (B,).
-    """
-    if names is None:
-        names = tuple(FRAME_METRICS) + (("lpips",) if perceptual is not None else ())
-    unknown = [n for n in names if n not in METRIC_SIGN]
-    if unknown:
-        raise ValueError(f"unknown video metric(s) {unknown}; valid metrics: {sorted(METRIC_SIGN)}")
-    if chunk_frames < 1:
-        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
-    x, y, lead = _flatten_frames(pred, target)  # (M, 3, H, W), M = B*T
-    out: dict[str, list[torch.Tensor]] = {n: [] for n in names}
-    with torch.no_grad():
-        for xc, yc in zip(x.split(chunk_frames), y.split(chunk_frames)):
-            for n in names:
-                out[n].append(lpips(xc, yc, perceptual) if n == "lpips"
-                              else FRAME_METRICS[n](xc, yc))  # (m,)
-    return {n: torch.cat(v).reshape(lead) for n, v in out.items()}
+__all__ = ["TIME_AGGREGATIONS", "aggregate_time", "discount_weights", "VideoReward"]
 
 
 def discount_weights(num_frames: int, gamma: float, device=None) -> torch.Tensor:
@@ -226,7 +112,7 @@ class VideoReward:
         if self.repetition_penalty > 0:
             if repeated is None:
                 raise ValueError("repetition_penalty > 0 needs the (B, T) bool `repeated` mask "
-                                 "(wm.evaluation.video_metrics.repetition_mask)")
+                                 "(wm.rewards.repetition.repetition_mask)")
             if repeated.shape != reward_t.shape:
                 raise ValueError(f"repeated {tuple(repeated.shape)} must be (B, T) = "
                                  f"{tuple(reward_t.shape)}")

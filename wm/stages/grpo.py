@@ -20,18 +20,24 @@ Shapes: B prompts per rank, G responses each, N = B*G rows, L response tokens.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from contextlib import contextmanager
 
 import torch
 import lightning as L
 
+from wm.language.model import reference_logits_context
 from wm.rl.advantages import frac_zero_std, group_advantages
 from wm.rl.loss import GRPOLossConfig, grpo_loss, token_entropy, token_logprobs
 from wm.rollout.forward import response_logits
-from wm.stages.common import (
-    PolicyCheckpointMixin, log_scores, sample_and_score, seeded_generator, shard_policy,
-    warmup_constant_schedule)
+from wm.rollout.scoring import sample_and_score
+from wm.stages.checkpointing import PolicyCheckpointMixin
+from wm.stages.grpo_settings import GRPOSettings
+from wm.stages.schedules import warmup_constant_schedule
+from wm.stages.score_logging import log_scores
+from wm.stages.sharding import shard_policy
+from wm.utils.seeding import seeded_generator
 
 
 class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
@@ -40,41 +46,26 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
     Args:
         task: a ``wm.tasks.base.Task``.
         model: model factory (partial) completed by ``task.build_policy``.
-        init_policy: the MLE checkpoint (video: Lightning ``.ckpt``; text: HF adapter folder).
         optimizer: ``functools.partial`` of a torch optimizer.
         loss: a ``wm.rl.loss.GRPOLossConfig`` (clip, KL, entropy, aggregation, advantages).
-        group_size: G responses per prompt (reference: 16 video, 5 text).
-        mini_batch_size: prompts per optimizer step (reference: 32 of 128 -> 4 steps per rollout).
-        micro_batch_size: responses per forward/backward (memory knob; maths unchanged).
-        ppo_epochs: passes over each rollout batch (reference: 1).
-        temperature, top_k, top_p: rollout sampling (reference: 1.0, none, none).
-        grad_clip: max global grad norm (reference: 1.0).
-        warmup_steps: linear lr warmup in optimizer steps.
-        use_reference: keep a frozen reference for the KL term (needed when kl_coef > 0).
-        val_group_size, val_top_k: validation sampling (paper's evaluation: top-k 100).
-        log_images_every_n_steps: log predicted-vs-true samples to TensorBoard (0 = never).
-        seed: base of every per-step seed.
+        init_policy: the MLE checkpoint (video: Lightning ``.ckpt``; text: HF adapter folder).
+        **settings: the loop's options, a :class:`wm.stages.grpo_settings.GRPOSettings`
+            (group size, batch sizes, sampling, clipping, ...; one docstring per field there).
     """
 
     def __init__(self, task, model, optimizer, loss: GRPOLossConfig, init_policy: str | None,
-                 group_size: int = 16, mini_batch_size: int | None = None,
-                 micro_batch_size: int = 16, ppo_epochs: int = 1, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None, grad_clip: float = 1.0,
-                 warmup_steps: int = 0, use_reference: bool = True, val_group_size: int = 1,
-                 val_top_k: int | None = None, log_images_every_n_steps: int = 0, seed: int = 0):
+                 **settings):
         super().__init__()
-        self.save_hyperparameters(ignore=["task", "model", "optimizer", "loss"])
+        self.cfg = GRPOSettings.from_options(settings)
+        self.save_hyperparameters(dataclasses.asdict(self.cfg))
         self.automatic_optimization = False
-        if group_size < 2:
-            raise ValueError(f"stage.module.group_size={group_size}: GRPO needs a group of at "
-                             "least 2 responses per prompt (reference: 16 video, 5 text)")
         loss.validate()
         self.loss_cfg = loss
         self.task = task
         self.policy = task.build_policy(model, init=init_policy)
         self.optimizer_factory = optimizer
         self.reference = None
-        if use_reference and not hasattr(self.policy, "disable_adapter"):
+        if self.cfg.use_reference and not hasattr(self.policy, "disable_adapter"):
             self.reference = copy.deepcopy(self.policy).eval().requires_grad_(False)
 
     def setup(self, stage: str) -> None:
@@ -92,8 +83,8 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         if self.reference is not None:
             yield self.reference
         else:
-            with self.policy.disable_adapter():
-                yield self.policy
+            with reference_logits_context(self.policy) as base:
+                yield base
 
     def _sum_across_ranks(self, value: torch.Tensor) -> torch.Tensor:
         return self.trainer.strategy.reduce(value.detach().float().clone(), reduce_op="sum")
@@ -102,15 +93,15 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
     def _logprobs(self, model, p_ids, p_mask, tokens) -> torch.Tensor:
         """Log-probs (N, L) of ``tokens`` under ``model``, in micro-batches."""
         out = []
-        for s in range(0, tokens.shape[0], self.hparams.micro_batch_size):
-            sl = slice(s, s + self.hparams.micro_batch_size)
+        for s in range(0, tokens.shape[0], self.cfg.micro_batch_size):
+            sl = slice(s, s + self.cfg.micro_batch_size)
             logits = response_logits(model, p_ids[sl], p_mask[sl], tokens[sl])
             out.append(token_logprobs(logits.float(), tokens[sl]))
         return torch.cat(out)
 
     # ------------------------------------------------------------------------- training
     def training_step(self, batch, batch_idx):
-        hp, task = self.hparams, self.task
+        hp, task = self.cfg, self.task
         step = self.trainer.fit_loop.epoch_loop.batch_progress.total.completed  # resume-safe
         gen = seeded_generator(hp.seed, step, self.global_rank, self.device)
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen, device=self.device)))
@@ -120,8 +111,8 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         t0 = time.perf_counter()
         prompts = task.prompts(batch)
         preds, rewards, metrics, rollout = sample_and_score(
-            self, batch, G, gen, temperature=hp.temperature, top_k=hp.top_k, top_p=hp.top_p,
-            prompts=prompts)
+            task, self.policy, batch, G, gen, temperature=hp.temperature, top_k=hp.top_k,
+            top_p=hp.top_p, prompts=prompts)
         rollout_s = time.perf_counter() - t0
         reward = rewards["reward"].to(self.device).float()                    # (N,)
         adv = group_advantages(reward, G, mode=self.loss_cfg.advantage)        # (N,)
@@ -156,7 +147,7 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
             task.log_samples(self.logger, "grpo/samples", preds, batch, self.global_step)
 
     def _update(self, p_ids, p_mask, tokens, mask, old_logp, ref_logp, adv, gen) -> dict:
-        hp, opt = self.hparams, self.optimizers()
+        hp, opt = self.cfg, self.optimizers()
         sched = self.lr_schedulers()
         G, N = hp.group_size, tokens.shape[0]
         rows_per_step = (hp.mini_batch_size or N // G) * G
@@ -201,10 +192,10 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
 
     # ----------------------------------------------------------------------- validation
     def validation_step(self, batch, batch_idx):
-        hp = self.hparams
+        hp = self.cfg
         gen = seeded_generator(hp.seed + 1, batch_idx, self.global_rank, self.device)
-        preds, rewards, metrics, _ = sample_and_score(self, batch, hp.val_group_size, gen,
-                                                      top_k=hp.val_top_k)
+        preds, rewards, metrics, _ = sample_and_score(self.task, self.policy, batch,
+                                                      hp.val_group_size, gen, top_k=hp.val_top_k)
         log_scores(self, "val", {**metrics, **rewards})
         if batch_idx == 0 and hp.log_images_every_n_steps and hasattr(self.task, "log_samples"):
             self.task.log_samples(self.logger, "val/samples", preds, batch, self.global_step)
@@ -212,4 +203,4 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
     def configure_optimizers(self):
         params = [p for p in self.policy.parameters() if p.requires_grad]
         opt = self.optimizer_factory(params)
-        return [opt], [warmup_constant_schedule(opt, self.hparams.warmup_steps)]
+        return [opt], [warmup_constant_schedule(opt, self.cfg.warmup_steps)]

@@ -15,9 +15,12 @@ import torch.nn.functional as F
 import lightning as L
 
 from wm.rollout.forward import response_logits
-from wm.stages.common import (
-    PolicyCheckpointMixin, log_scores, sample_and_score, seeded_generator, shard_policy,
-    warmup_constant_schedule)
+from wm.rollout.scoring import sample_and_score
+from wm.stages.checkpointing import PolicyCheckpointMixin
+from wm.stages.schedules import warmup_constant_schedule
+from wm.stages.score_logging import log_scores
+from wm.stages.sharding import shard_policy
+from wm.utils.seeding import seeded_generator
 
 
 class MLEModule(PolicyCheckpointMixin, L.LightningModule):
@@ -69,7 +72,7 @@ class MLEModule(PolicyCheckpointMixin, L.LightningModule):
         if self.hparams.val_sample:
             gen = seeded_generator(self.hparams.seed, batch_idx, self.global_rank, self.device)
             preds, rewards, metrics, _ = sample_and_score(
-                self, batch, 1, gen, top_k=self.hparams.val_top_k)
+                self.task, self.policy, batch, 1, gen, top_k=self.hparams.val_top_k)
             log_scores(self, "val", {**metrics, **rewards})
             every = self.hparams.log_images_every_n_steps
             if batch_idx == 0 and every and hasattr(self.task, "log_samples"):

@@ -2,7 +2,7 @@
 
 Reference (shared/REFERENCE.md "Video world model"): loss = L1 + 1.0 x LPIPS(VGG) + 0.1 x hinge
 GAN from step 10k, discriminator with a gradient penalty, lr 5e-4. The trained tokenizer is frozen
-in the MLE and GRPO stages, which rebuild it with :func:`load_tokenizer` from the checkpoint path.
+in the MLE and GRPO stages, which rebuild it with :func:`wm.vision.registry.load_tokenizer` from the checkpoint path.
 
 Training (manual optimization, two optimizers):
 1. generator: ``tokenizer.forward_clip(frames, n_context)`` (per-frame tokenizer: every frame of
@@ -40,10 +40,10 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from wm.evaluation.recon import frame_metrics
+from wm.rewards.frame_metrics import frame_metrics
 from wm.vision.discriminator import hinge_d_loss, hinge_g_loss, r1_penalty
 from wm.vision.fsq_vqgan import codebook_stats
-from wm.vision.registry import build_tokenizer, tokenizer_config
+from wm.vision.registry import tokenizer_config
 
 _MAX_IMAGES = 8
 
@@ -210,29 +210,3 @@ def _frames(batch) -> torch.Tensor:
         raise ValueError("the tokenizer stage expects video batches with batch['frames'] "
                          "float (B, T, 3, H, W) in [0, 1]")
     return frames
-
-
-def load_tokenizer(ckpt_path: str | Path, frozen: bool = True,
-                   map_location: str = "cpu") -> nn.Module:
-    """Rebuild the tokenizer trained by :class:`TokenizerModule` from its checkpoint path.
-
-    ``frozen=True`` returns it in eval mode with ``requires_grad_(False)`` (as the MLE and GRPO
-    stages use it). Loads with ``weights_only=True`` (no arbitrary unpickling).
-    """
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"tokenizer checkpoint {path} does not exist; train one with "
-            "`python train.py stage=tokenizer data=<dataset>` and pass its .ckpt path"
-        )
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if "tokenizer_config" not in ckpt:
-        raise ValueError(f"{path} has no 'tokenizer_config': it was not written by the tokenizer "
-                         "stage (TokenizerModule)")
-    tokenizer = build_tokenizer(ckpt["tokenizer_config"])
-    prefix = "tokenizer."
-    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    tokenizer.load_state_dict(state)
-    if frozen:
-        tokenizer.eval().requires_grad_(False)
-    return tokenizer

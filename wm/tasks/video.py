@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from wm.evaluation.video_metrics import repetition_mask
-from wm.rewards.video import METRIC_SIGN, frame_metrics
+from wm.rewards.repetition import repetition_mask
+from wm.rewards.frame_metrics import METRIC_SIGN, frame_metrics
 from wm.tasks.base import Prompts, Responses
 from wm.world.actions import ActionTokenizer
 from wm.world.layout import MultiStepLayout, SingleStepLayout
@@ -66,7 +66,7 @@ class VideoTask(nn.Module):
             raise ValueError(f"data.task.layout=single_step predicts one frame but "
                              f"data.future_frames={future_frames}; set data.future_frames=1 or "
                              "data.task.layout=multi_step")
-        from wm.stages.tokenizer import load_tokenizer
+        from wm.vision.registry import load_tokenizer
 
         self.tokenizer_ckpt = str(tokenizer_ckpt)
         self.tokenizer = load_tokenizer(tokenizer_ckpt).eval().requires_grad_(False)
@@ -303,7 +303,7 @@ class VideoTask(nn.Module):
     # --------------------------------------------------------------- visuals
     def log_samples(self, logger, tag: str, preds, batch, step: int, rows: int = 4) -> None:
         """Predicted vs true frames as an image grid in TensorBoard."""
-        from wm.evaluation.strips import frame_grid
+        from wm.utils.frame_strips import frame_grid
 
         exp = getattr(logger, "experiment", None)
         if exp is None or not hasattr(exp, "add_image"):
@@ -315,7 +315,7 @@ class VideoTask(nn.Module):
         """PNG strip (context, truth vs prediction), one GIF per sample, TensorBoard images."""
         from torch.utils.tensorboard import SummaryWriter
 
-        from wm.evaluation.strips import frame_grid, save_gif, save_strip
+        from wm.utils.frame_strips import frame_grid, save_gif, save_strip
 
         out_dir = Path(out_dir)
         idx = torch.arange(0, preds["frames"].shape[0], group_size)[:rows]   # first sample each

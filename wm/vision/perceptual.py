@@ -27,10 +27,15 @@ Backends (``Perceptual(backend=...)``):
       is named in ``description``.
   With the real backbone and heads the native backend computes the same function as
   ``lpips.LPIPS(net="vgg")`` (dropout is inactive in eval mode).
-- ``"auto"``: ``"lpips"`` if ``import lpips`` succeeds, else ``"native"``.
+- ``"stlpips"``: a *different* trained metric, ST-LPIPS (shift-tolerant LPIPS, Ghildyal & Liu
+  2022) with ``net="vgg"`` (default) or ``"alex"``: ``wm.vision.stlpips.STLPIPS``, plain torch, its
+  trained weights read from the ``stlpips-pytorch`` wheel (in requirements.txt). It is NOT the
+  paper's LPIPS-VGG; it is the only trained perceptual network available offline on CPU.
+  ``description`` says "ST-LPIPS (shift-tolerant, VGG)" (or AlexNet). A missing weight file raises.
+- ``"auto"``: ``"lpips"`` if ``import lpips`` succeeds, else ``"native"`` (never ``"stlpips"``).
 
 Only ``net="vgg"`` exists in the native backend (the reference's choice); AlexNet/SqueezeNet
-need the lpips package.
+need the lpips package (or ``backend="stlpips", net="alex"`` for the shift-tolerant AlexNet).
 
 The module is frozen: eval mode and ``requires_grad_(False)`` on its parameters; gradients still
 flow to the *inputs*, which is what a perceptual training loss needs.
@@ -43,6 +48,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from wm.vision.stlpips import NET_NAMES as STLPIPS_NET_NAMES
+from wm.vision.stlpips import STLPIPS
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +156,11 @@ class Perceptual(nn.Module):
     """Frozen LPIPS distance: ``forward(pred, target)`` with (B,3,H,W) in [0,1] -> (B,).
 
     Args:
-        backend: ``"auto"`` | ``"lpips"`` | ``"native"`` (see the module docstring).
-        net: backbone; ``"vgg"`` (native supports only this).
+        backend: ``"auto"`` | ``"lpips"`` | ``"native"`` | ``"stlpips"`` (module docstring).
+        net: backbone; ``"vgg"`` (native supports only this; stlpips also ``"alex"``).
         backbone_weights: native only: path to VGG16 weights (torchvision's file works).
         allow_random_backbone: native only: permit a randomly initialised backbone (tests,
-            smoke runs); a warning is logged once.
+            smoke runs); a warning is logged once. Ignored by stlpips (always trained).
         head_weights: native only: path to lpips' ``weights/v0.1/vgg.pth`` if the lpips
             package is not installed.
     """
@@ -160,15 +168,22 @@ class Perceptual(nn.Module):
     def __init__(self, backend: str = "auto", net: str = "vgg", backbone_weights: str | None = None,
                  allow_random_backbone: bool = False, head_weights: str | None = None):
         super().__init__()
-        if backend not in ("auto", "lpips", "native"):
-            raise ValueError(f"perceptual backend={backend!r}: choose 'auto', 'lpips', 'native' "
-                             "(or 'none' in build_perceptual)")
+        if backend not in ("auto", "lpips", "native", "stlpips"):
+            raise ValueError(f"perceptual backend={backend!r}: choose 'auto', 'lpips', 'native', "
+                             "'stlpips' (or 'none' in build_perceptual)")
         if backend == "auto":
             backend = "lpips" if _lpips_importable() else "native"
         self.backend = backend
         if backend == "lpips":
             self.net = self._build_lpips(net)
             self.description = f"lpips package ({net}, pretrained)"
+        elif backend == "stlpips":
+            if backbone_weights or head_weights:
+                raise ValueError("perceptual backend='stlpips' reads its own trained weights; "
+                                 "backbone_weights/head_weights are for backend='native'")
+            self.net = STLPIPS(net=net)
+            self.description = (f"ST-LPIPS (shift-tolerant, {STLPIPS_NET_NAMES[net]}), trained "
+                                f"weights {self.net.weights_file.name}; not the paper's LPIPS-VGG")
         else:
             self.net, self.description = self._build_native(
                 net, backbone_weights, allow_random_backbone, head_weights)
@@ -233,6 +248,8 @@ class Perceptual(nn.Module):
         if pred.shape != target.shape or pred.ndim != 4:
             raise ValueError("Perceptual expects two (B,3,H,W) tensors of one shape, got "
                              f"{tuple(pred.shape)} and {tuple(target.shape)}")
+        if self.backend == "stlpips":
+            return self.net(pred, target)  # STLPIPS takes [0,1] and scales itself
         a, b = pred * 2.0 - 1.0, target * 2.0 - 1.0  # [0,1] -> [-1,1]
         return self.net(a, b).reshape(pred.shape[0])  # lpips returns (B,1,1,1)
 

@@ -1,4 +1,5 @@
-"""Rebuild a tokenizer from the constructor config it records (used by checkpoints).
+"""Build and load a visual tokenizer: from the constructor config it records, or from the
+tokenizer stage's checkpoint file (the one place stages, tasks, notebooks and eval load one).
 
 Every tokenizer in ``wm.vision`` keeps its constructor arguments in ``self.config``. A checkpoint
 stores ``{"_target_": "<module>.<Class>", **config}``, so later stages rebuild the tokenizer by
@@ -7,7 +8,9 @@ path only, without the tokenizer's Hydra config.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
+import torch
 from torch import nn
 
 
@@ -33,3 +36,29 @@ def build_tokenizer(config: dict) -> nn.Module:
     module, _, name = target.rpartition(".")
     cls = getattr(importlib.import_module(module), name)
     return cls(**config)
+
+
+def load_tokenizer(ckpt_path: str | Path, frozen: bool = True,
+                   map_location: str = "cpu") -> nn.Module:
+    """Rebuild the tokenizer trained by :class:`TokenizerModule` from its checkpoint path.
+
+    ``frozen=True`` returns it in eval mode with ``requires_grad_(False)`` (as the MLE and GRPO
+    stages use it). Loads with ``weights_only=True`` (no arbitrary unpickling).
+    """
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"tokenizer checkpoint {path} does not exist; train one with "
+            "`python train.py stage=tokenizer data=<dataset>` and pass its .ckpt path"
+        )
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if "tokenizer_config" not in ckpt:
+        raise ValueError(f"{path} has no 'tokenizer_config': it was not written by the tokenizer "
+                         "stage (TokenizerModule)")
+    tokenizer = build_tokenizer(ckpt["tokenizer_config"])
+    prefix = "tokenizer."
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    tokenizer.load_state_dict(state)
+    if frozen:
+        tokenizer.eval().requires_grad_(False)
+    return tokenizer

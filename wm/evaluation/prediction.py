@@ -1,4 +1,5 @@
-"""Evaluation of a world model with the same sampler, decoder and metrics as training.
+"""Evaluation of a world model's predictions on held-out data, with the same sample-and-score
+path as training (``wm.rollout.scoring.sample_and_score``).
 
 Paper Sec. 4 (evaluation protocol): sample with temperature 1 (top-k 100 in the paper's video
 tables), decode, compute the task's metrics on held-out episodes; with ``N > 1`` samples per
@@ -13,8 +14,8 @@ from collections import defaultdict
 import torch
 from tqdm.auto import tqdm
 
-from wm.rollout.sampler import Sampler
-from wm.stages.common import seeded_generator
+from wm.rollout.scoring import sample_and_score
+from wm.utils.seeding import seeded_generator
 
 
 def _best_of_n(values: torch.Tensor, n: int, higher: bool) -> torch.Tensor:
@@ -38,7 +39,6 @@ def evaluate_policy(task, policy, loader, num_samples: int = 1, temperature: flo
     first batch, for frame strips and sample tables.
     """
     policy.eval()
-    sampler = Sampler()
     sums: dict[str, list[torch.Tensor]] = defaultdict(list)
     first = None
     directions = getattr(task, "higher_is_better", {})
@@ -48,17 +48,10 @@ def evaluate_policy(task, policy, loader, num_samples: int = 1, temperature: flo
             break
         batch = _to_device(batch, device)
         gen = seeded_generator(seed, b, 0, device)
-        if horizon > 1:
-            preds = task.open_loop(policy, batch, horizon, num_samples, gen,
-                                   temperature=temperature, top_k=top_k)
-        else:
-            prompts = task.prompts(batch)
-            rollout = sampler.sample(policy, prompts.ids, prompts.mask, prompts.plan,
-                                     group_size=num_samples, temperature=temperature,
-                                     top_k=top_k, generator=gen)
-            preds = task.decode(rollout.tokens, batch, num_samples)
-        metrics = task.metrics(preds, batch, num_samples, per_frame=True)
-        metrics.update(task.rewards(preds, batch, num_samples))
+        preds, rewards, metrics, _ = sample_and_score(
+            task, policy, batch, num_samples, gen, temperature=temperature, top_k=top_k,
+            per_frame=True, horizon=horizon)
+        metrics.update(rewards)
         for name, v in metrics.items():
             v = v.detach().float().cpu()
             sums[name].append(v)
