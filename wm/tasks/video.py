@@ -58,7 +58,8 @@ class VideoTask(nn.Module):
 
     def __init__(self, tokenizer_ckpt: str, layout: str = "single_step", context_frames: int = 1,
                  future_frames: int = 1, action_bins: int = 256, action_ranges: str | None = None,
-                 reward=None, perceptual: nn.Module | None = None, cache_tokens: bool = False):
+                 reward=None, perceptual: nn.Module | None = None, cache_tokens: bool = False,
+                 metric_names: list[str] | None = None):
         super().__init__()
         if layout not in LAYOUTS:
             raise ValueError(f"data.task.layout={layout!r}: choose one of {LAYOUTS}")
@@ -75,6 +76,12 @@ class VideoTask(nn.Module):
             raise ValueError("data.task.reward uses LPIPS but data.task.perceptual is null: "
                              "configure a perceptual network or drop lpips from reward.weights")
         self.reward_fn = reward
+        self.metric_names = None if metric_names is None else tuple(metric_names)
+        bad = [m for m in self.metric_names or () if m not in METRIC_SIGN or m == "lpips"]
+        if bad:
+            raise ValueError(f"data.task.metric_names has unknown metric(s) {bad}; valid: "
+                             f"{sorted(k for k in METRIC_SIGN if k != 'lpips')} (LPIPS is added "
+                             "when data.task.perceptual is set)")
         self.layout_name, self.Tc, self.Tf = layout, int(context_frames), int(future_frames)
         self.action_bins, self.action_ranges = int(action_bins), action_ranges
         if layout == "multi_step" and self.tokenizer.shared_codebook:
@@ -281,7 +288,10 @@ class VideoTask(nn.Module):
         ground-truth frames, i.e. how often the data itself repeats) and ``repeat_spurious`` (1 when
         a predicted frame repeats where the true frame does not: the copies that are errors).
         ``per_frame`` adds ``<metric>@<t>`` for t = 1..Tf."""
-        values = frame_metrics(preds["frames"], preds["target"], perceptual=self.perceptual)
+        names = None if self.metric_names is None else \
+            self.metric_names + (("lpips",) if self.perceptual is not None else ())
+        values = frame_metrics(preds["frames"], preds["target"], perceptual=self.perceptual,
+                               names=names)
         out = {k: v.mean(dim=1) for k, v in values.items()}                  # (N,)
         pred_rep = self._repeated(preds)                                     # (N, Tf) bool
         out["repeat"] = pred_rep.any(dim=1).float()
