@@ -59,6 +59,7 @@ def test_grpo_raises_heldout_reward():
     assert int(trainer.global_step) == 20 and float(m["grpo/optimizer_steps"]) == 1.0
     assert float(m["grpo/kl"]) > 0 and float(m["grpo/grad_norm"]) > 0
     assert float(m["grpo/reward/reward/mean"]) > 0.3
+    assert float(m["grpo/logp_diff/max"]) < 1e-4      # trained on the policy it sampled from
 
 
 def test_grpo_micro_batching_does_not_change_the_update():

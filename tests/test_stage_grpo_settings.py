@@ -24,11 +24,12 @@ def test_unknown_option_names_the_valid_ones():
 @pytest.mark.parametrize("options, name", [({"group_size": 1}, "group_size"),
                                            ({"temperature": 0.0}, "temperature"),
                                            ({"micro_batch_size": 0}, "micro_batch_size"),
-                                           ({"top_p": 1.5}, "top_p")])
+                                           ({"top_p": 0.9}, "top_p"),
+                                           ({"top_k": 50}, "top_k")])
 def test_bad_values_name_the_option(options, name):
     with pytest.raises(ValueError, match=rf"stage\.module\.{name}="):
         GRPOSettings.from_options(options)
 
 
 def test_config_defaults_are_valid():
-    assert GRPOSettings.from_options({"group_size": 5, "top_k": 100}).top_k == 100
+    assert GRPOSettings.from_options({"group_size": 5, "val_top_k": 100}).val_top_k == 100

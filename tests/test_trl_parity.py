@@ -4,14 +4,15 @@ Same model, completions (rows of different lengths), advantages, old and referen
 compared: the loss and every parameter gradient. Pairs: our ``token-mean`` == TRL ``bnpo``,
 ``seq-mean-token-mean`` == ``grpo``, ``dr_grpo`` == ``dr_grpo`` (dual clip off: TRL has none).
 A mismatched pair must *not* agree, so the check can fail. Needs the optional bench packages
-(``pip install -r requirements.txt -r requirements-bench.txt``); skipped without trl (CI).
+(``pip install -r requirements.txt -r requirements-bench.txt``, as ``.ci/run`` does); skipped
+without trl.
 """
 from __future__ import annotations
 
 import pytest
 
 pytest.importorskip("trl", reason="trl not installed (optional: pip install -r requirements.txt "
-                                  "-r requirements-bench.txt); CI installs requirements.txt only")
+                                  "-r requirements-bench.txt, as .ci/run does)")
 
 from bench.bench_trl_grpo import LOSS_PAIRS, agree, loss_parity, save_tiny  # noqa: E402
 

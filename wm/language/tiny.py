@@ -9,6 +9,10 @@ from collections.abc import Iterable
 
 PAD, BOS, EOS, UNK = "<|pad|>", "<|bos|>", "<|eos|>", "<|endoftext|>"
 THINK_TOKENS = ("<think>", "</think>")
+# a chat template in the style of DeepSeek-R1-Distill's (BOS, user turn, assistant tag), so the
+# offline rig exercises the chat-template path that real chat models take
+CHAT_TEMPLATE = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}"
+                 "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
 
 
 def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512):
@@ -44,6 +48,7 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 512):
         padding_side="left",  # generation pads on the left; saved with the tokenizer
     )
     fast.add_tokens(list(THINK_TOKENS))
+    fast.chat_template = CHAT_TEMPLATE
     return fast
 
 

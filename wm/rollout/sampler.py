@@ -40,6 +40,7 @@ import math
 import torch
 
 from wm.rollout.cache import PreallocatedCache
+from wm.rollout.distribution import restrict
 from wm.rollout.plan import ResponsePlan, Rollout
 
 
@@ -50,12 +51,10 @@ def sample_step(logits: torch.Tensor, lo: int, hi: int, temperature: float, top_
 
     Returns ``(ids (R,) int64, logprob (R,) float32)``; ``temperature == 0`` is greedy (logprob 0).
     """
-    hi = logits.shape[-1] if hi < 0 else min(hi, logits.shape[-1])
-    x = logits[:, lo:hi].float()  # (R, n): the allowed ids only
     if temperature == 0:
-        return x.argmax(-1) + lo, torch.zeros(x.shape[0], device=x.device)
-    if temperature != 1.0:
-        x = x / temperature
+        return restrict(logits, lo, hi, 1.0).argmax(-1) + lo, \
+            torch.zeros(logits.shape[0], device=logits.device)
+    x = restrict(logits, lo, hi, temperature)  # (R, n): the allowed ids only, / temperature
     cand = None  # (R, k) ids (relative to lo) of the candidates when x holds only some of them
     if top_k and top_k < x.shape[-1]:
         x, cand = torch.topk(x, top_k, dim=-1)  # (R, k), sorted descending

@@ -15,6 +15,14 @@ Departures from the reference, on purpose:
   ``(seed, step, rank)``, so a resumed run reproduces an uninterrupted one exactly;
 - the KL reference of a LoRA policy is the same weights with adapters disabled (no copy).
 
+On-policy by construction (the bugs TRL and verl fixed): every training-side log-prob (old,
+reference, current) and the entropy are of the distribution the sampler drew from, the allowed
+id range and the temperature included (``wm.rollout.distribution``; top-k/top-p rollouts are
+refused); dropout is switched off in the policy (LoRA and attention) so every pass runs in one
+mode; ``grpo/logp_diff/{mean,max}`` logs |sampler log-prob - recomputed old log-prob| every
+step, the alarm for any remaining mismatch. NaN rewards are counted (``grpo/reward_nan``) and
+enter the advantages as 0.
+
 Shapes: B prompts per rank, G responses each, N = B*G rows, L response tokens.
 """
 from __future__ import annotations
@@ -29,7 +37,8 @@ import lightning as L
 
 from wm.language.model import reference_logits_context
 from wm.rl.advantages import frac_zero_std, group_advantages
-from wm.rl.loss import GRPOLossConfig, grpo_loss, token_entropy, token_logprobs
+from wm.rl.loss import GRPOLossConfig, grpo_loss
+from wm.rollout.distribution import sampling_entropy, sampling_logprobs
 from wm.rollout.forward import response_logits
 from wm.rollout.scoring import sample_and_score
 from wm.stages.checkpointing import PolicyCheckpointMixin
@@ -37,6 +46,7 @@ from wm.stages.grpo_settings import GRPOSettings
 from wm.stages.schedules import warmup_constant_schedule
 from wm.stages.score_logging import log_scores
 from wm.stages.sharding import shard_policy
+from wm.utils.dropout import disable_dropout
 from wm.utils.seeding import seeded_generator
 
 
@@ -60,12 +70,18 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         self.save_hyperparameters(dataclasses.asdict(self.cfg))
         self.automatic_optimization = False
         loss.validate()
+        if loss.kl_coef > 0 and not self.cfg.use_reference:
+            raise ValueError(f"stage.module.loss.kl_coef={loss.kl_coef} needs a KL reference but "
+                             "stage.module.use_reference=false; set use_reference=true or "
+                             "stage.module.loss.kl_coef=0")
         self.loss_cfg = loss
         self.task = task
         self.policy = task.build_policy(model, init=init_policy)
+        # every GRPO pass (sampling, old/reference/current log-probs) in one dropout mode: none
+        disable_dropout(self.policy)
         self.optimizer_factory = optimizer
         self.reference = None
-        if self.cfg.use_reference and not hasattr(self.policy, "disable_adapter"):
+        if loss.kl_coef > 0 and not hasattr(self.policy, "disable_adapter"):
             self.reference = copy.deepcopy(self.policy).eval().requires_grad_(False)
 
     def setup(self, stage: str) -> None:
@@ -90,13 +106,15 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         return self.trainer.strategy.reduce(value.detach().float().clone(), reduce_op="sum")
 
     @torch.no_grad()
-    def _logprobs(self, model, p_ids, p_mask, tokens) -> torch.Tensor:
-        """Log-probs (N, L) of ``tokens`` under ``model``, in micro-batches."""
+    def _logprobs(self, model, p_ids, p_mask, tokens, mask, ranges) -> torch.Tensor:
+        """Log-probs (N, L) of ``tokens`` under ``model``'s sampling distribution (allowed id
+        range, temperature: ``wm.rollout.distribution``), in micro-batches."""
         out = []
         for s in range(0, tokens.shape[0], self.cfg.micro_batch_size):
             sl = slice(s, s + self.cfg.micro_batch_size)
             logits = response_logits(model, p_ids[sl], p_mask[sl], tokens[sl])
-            out.append(token_logprobs(logits.float(), tokens[sl]))
+            out.append(sampling_logprobs(logits, tokens[sl], ranges, self.cfg.temperature,
+                                         valid=mask[sl]))
         return torch.cat(out)
 
     # ------------------------------------------------------------------------- training
@@ -115,29 +133,41 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
             top_p=hp.top_p, prompts=prompts)
         rollout_s = time.perf_counter() - t0
         reward = rewards["reward"].to(self.device).float()                    # (N,)
+        nan = reward.isnan()                       # unscorable rows: reward 0, counted and logged
+        reward = reward.masked_fill(nan, 0.0)
         adv = group_advantages(reward, G, mode=self.loss_cfg.advantage)        # (N,)
 
         p_ids = prompts.ids.repeat_interleave(G, dim=0)                        # (N, P)
         p_mask = prompts.mask.repeat_interleave(G, dim=0)                      # (N, P)
         tokens, mask = rollout.tokens, rollout.mask                            # (N, L)
+        ranges = prompts.plan.ranges                                           # (L, 2)
 
-        # 2. log-probs of the behaviour policy (before any update) and of the reference
+        # 2. log-probs of the behaviour policy (before any update) and of the reference, under
+        # the distribution the sampler drew from (same id range, same temperature)
         self.policy.eval()
-        old_logp = self._logprobs(self.policy, p_ids, p_mask, tokens)
+        old_logp = self._logprobs(self.policy, p_ids, p_mask, tokens, mask, ranges)
         ref_logp = None
         if self.loss_cfg.kl_coef > 0:
             with self._reference_policy() as ref:
-                ref_logp = self._logprobs(ref, p_ids, p_mask, tokens)
+                ref_logp = self._logprobs(ref, p_ids, p_mask, tokens, mask, ranges)
         self.policy.train()
+        # |sampler log-prob - recomputed old log-prob|: ~0 when training is on-policy
+        diff = (rollout.logprobs.to(old_logp) - old_logp).abs()[mask]
+        logp_diff = (diff.mean(), diff.max()) if diff.numel() else (diff.new_zeros(()),) * 2
 
         # 3. PPO epochs over mini-batches (groups may be split: advantages are precomputed)
-        stats = self._update(p_ids, p_mask, tokens, mask, old_logp, ref_logp, adv, gen)
+        max_len = self.loss_cfg.max_len or prompts.plan.length   # Dr.GRPO: a constant divisor
+        stats = self._update(p_ids, p_mask, tokens, mask, old_logp, ref_logp, adv, gen, ranges,
+                             max_len)
 
         # 4. logging (namespaced; see docs/metrics.md)
         n_tok = self._sum_across_ranks(mask.sum())
         log_scores(self, "grpo/reward", rewards, with_std=True)
         log_scores(self, "grpo/metric", metrics, with_std=True)
         self.log("grpo/frac_reward_zero_std", frac_zero_std(reward, G), sync_dist=True)
+        self.log("grpo/reward_nan", nan.float().mean(), sync_dist=True)
+        self.log("grpo/logp_diff/mean", logp_diff[0], sync_dist=True)
+        self.log("grpo/logp_diff/max", logp_diff[1], sync_dist=True, reduce_fx="max")
         self.log("grpo/rollout_tokens_per_s", float(mask.numel()) / max(rollout_s, 1e-9))
         self.log("grpo/response_tokens", n_tok / max(self.trainer.world_size, 1))
         for k, v in stats.items():
@@ -146,7 +176,8 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         if every and step % every == 0 and hasattr(task, "log_samples"):
             task.log_samples(self.logger, "grpo/samples", preds, batch, self.global_step)
 
-    def _update(self, p_ids, p_mask, tokens, mask, old_logp, ref_logp, adv, gen) -> dict:
+    def _update(self, p_ids, p_mask, tokens, mask, old_logp, ref_logp, adv, gen, ranges,
+                max_len) -> dict:
         hp, opt = self.cfg, self.optimizers()
         sched = self.lr_schedulers()
         G, N = hp.group_size, tokens.shape[0]
@@ -166,13 +197,14 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
                 for m in range(0, rows.numel(), hp.micro_batch_size):
                     mb = rows[m : m + hp.micro_batch_size]
                     logits = response_logits(self.policy, p_ids[mb], p_mask[mb], tokens[mb])
-                    logp = token_logprobs(logits.float(), tokens[mb])            # (n, L)
-                    ent = token_entropy(logits.float())                          # (n, L)
+                    T = hp.temperature
+                    logp = sampling_logprobs(logits, tokens[mb], ranges, T, valid=mask[mb])
+                    with torch.set_grad_enabled(self.loss_cfg.entropy_coef > 0):
+                        ent = sampling_entropy(logits, ranges, T, valid=mask[mb])  # (n, L)
                     loss, st = grpo_loss(
                         logp, old_logp[mb], None if ref_logp is None else ref_logp[mb],
                         adv[mb], mask[mb], self.loss_cfg, entropy=ent,
-                        global_tokens=g_tok, global_seqs=g_seq,
-                        max_len=tokens.shape[1])
+                        global_tokens=g_tok, global_seqs=g_seq, max_len=max_len)
                     # DDP averages gradients over ranks; the loss is already normalized by the
                     # global count, so scale by world size to get the global mean gradient.
                     self.manual_backward(loss * world)

@@ -29,9 +29,10 @@ class GRPOSettings:
     temperature: float = 1.0
     """Rollout sampling temperature (reference: 1.0)."""
     top_k: int | None = None
-    """Rollout top-k; null = off (reference: off)."""
+    """Rollout top-k: refused (must be null). Truncation changes the sampled distribution per
+    step, so the training log-probs would be of another policy; the paper trains without it."""
     top_p: float | None = None
-    """Rollout nucleus top-p; null = off (reference: off)."""
+    """Rollout nucleus top-p: refused (must be null), for the same reason as top_k."""
     grad_clip: float = 1.0
     """Max global gradient norm; 0 or null = no clipping (reference: 1.0)."""
     warmup_steps: int = 0
@@ -62,11 +63,14 @@ class GRPOSettings:
             bad("mini_batch_size", "must be >= 1 prompt, or null for the whole rollout batch")
         if self.temperature <= 0:
             bad("temperature", "must be > 0 (1.0 samples from the model's distribution)")
-        for name in ("top_k", "val_top_k"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                bad(name, "must be >= 1 or null")
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            bad("top_p", "must be in (0, 1] or null")
+        for name in ("top_k", "top_p"):
+            if getattr(self, name) is not None:
+                bad(name, "GRPO rollouts sample the full (range-restricted, tempered) "
+                          "distribution, the one the training log-probs evaluate; truncating it "
+                          "would train another policy than the one sampled. Set it to null (the "
+                          "paper trains without it); val_top_k is allowed for validation")
+        if self.val_top_k is not None and self.val_top_k < 1:
+            bad("val_top_k", "must be >= 1 or null")
         if self.grad_clip is not None and self.grad_clip < 0:
             bad("grad_clip", "must be >= 0 (0 or null: no clipping)")
         if self.warmup_steps < 0 or self.log_images_every_n_steps < 0:

@@ -19,6 +19,7 @@ import torch
 from hydra.utils import get_method
 from torch import nn
 
+from wm.language.chat import render_prompts, template_overhead
 from wm.language.presets import checkpoint_entry, lora_settings, rebuild_from_checkpoint
 from wm.rollout.plan import ResponsePlan
 from wm.tasks.base import Prompts, Responses
@@ -32,6 +33,9 @@ class TextStateTask(nn.Module):
         reward_key: which returned component GRPO optimizes (e.g. ``task_specific``, ``f1``).
         max_prompt_tokens: prompts longer than this are shortened or dropped by the DataModule.
         max_response_tokens: sampling budget; targets longer than this are dropped (never cut).
+        chat_template: render prompts as a user turn of the tokenizer's chat template (as the
+            reference does for its chat base models): null = when the tokenizer has one,
+            true = required, false = plain text (``wm.language.chat``).
     """
 
     higher_is_better = {"reward": True, "binary": True, "task_specific": True, "f1": True,
@@ -39,8 +43,9 @@ class TextStateTask(nn.Module):
                         "acc_unchanged": True, "key_acc": True, "parse_fail": False}
 
     def __init__(self, reward: str, reward_key: str, max_prompt_tokens: int = 1024,
-                 max_response_tokens: int = 256):
+                 max_response_tokens: int = 256, chat_template: bool | None = None):
         super().__init__()
+        self.chat_template = chat_template
         self.reward_path, self.reward_key = reward, reward_key
         self.reward_fn = get_method(reward)
         self.max_prompt_tokens, self.max_response_tokens = max_prompt_tokens, max_response_tokens
@@ -82,13 +87,17 @@ class TextStateTask(nn.Module):
         return save_hf(policy, self.tokenizer, out_dir)
 
     def connect(self, datamodule) -> None:
-        datamodule.connect(self.tokenizer, self.max_prompt_tokens, self.max_response_tokens)
+        """The DataModule's length limits, with the chat template's tokens kept free."""
+        overhead = template_overhead(self.tokenizer, self.chat_template)
+        datamodule.connect(self.tokenizer, self.max_prompt_tokens - overhead,
+                           self.max_response_tokens)
 
     # ----------------------------------------------------------------- tokens
     def prompts(self, batch) -> Prompts:
         tok = self.tokenizer
-        enc = tok(batch["prompt"], padding=True, padding_side="left", return_tensors="pt",
-                  add_special_tokens=False)
+        texts = render_prompts(tok, batch["prompt"], self.chat_template)
+        enc = tok(texts, padding=True, padding_side="left", return_tensors="pt",
+                  add_special_tokens=False)      # the template writes BOS where it belongs
         device = batch["changed"].device if torch.is_tensor(batch.get("changed")) else "cpu"
         plan = ResponsePlan(self.max_response_tokens, allowed_lo=0, allowed_hi=len(tok),
                             eos_id=tok.eos_token_id, pad_id=tok.pad_token_id)
@@ -130,7 +139,7 @@ class TextStateTask(nn.Module):
         if self.reward_key not in comps:
             raise KeyError(f"data.task.reward_key={self.reward_key!r} is not returned by "
                            f"{self.reward_path} (it returns {sorted(comps)})")
-        comps["reward"] = torch.nan_to_num(comps[self.reward_key], nan=0.0)
+        comps["reward"] = comps[self.reward_key]   # NaN stays NaN: GRPO counts it (reward_nan)
         return comps
 
     def metrics(self, preds, batch, group_size: int, per_frame: bool = False

@@ -1,0 +1,75 @@
+"""Helper script (not a test module) for tests/test_grpo_normalizer_ddp.py: one GRPO optimizer
+step with plain SGD on a FIXED global batch, split over ``--devices`` CPU processes (Lightning
+DDP, gloo) or run whole in one process; writes the updated policy weights to ``--out``.
+
+The rollout is fixed (no sampling), so 1-process and 2-process runs see the same global batch;
+rank 0 gets the long responses and rank 1 the short ones (uneven token counts per rank): only a
+cross-rank token normalizer gives the single-process update.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stage_fixtures import TargetTokenTask, tiny_llama_factory  # noqa: E402
+from wm.rl.loss import GRPOLossConfig  # noqa: E402
+from wm.stages.grpo import GRPOModule  # noqa: E402
+from wm.utils.seeding import seeded_generator  # noqa: E402
+
+N, P, LEN, G = 8, 4, 6, 4
+
+
+def global_batch():
+    g = torch.Generator().manual_seed(0)
+    p_ids = torch.randint(16, (N, P), generator=g)
+    tokens = torch.randint(16, (N, LEN), generator=g)
+    lengths = torch.tensor([6, 6, 5, 6, 2, 1, 2, 2])          # rank 0 long, rank 1 short
+    mask = torch.arange(LEN)[None, :] < lengths[:, None]
+    adv = torch.randn(N, generator=g)
+    return p_ids, tokens, mask, adv
+
+
+class FixedBatchGRPO(GRPOModule):
+    def training_step(self, batch, batch_idx):
+        p_ids, tokens, mask, adv = (t.to(self.device) for t in global_batch())
+        world, rank = self.trainer.world_size, self.global_rank
+        rows = slice(rank * N // world, (rank + 1) * N // world)
+        p_mask = torch.ones_like(p_ids, dtype=torch.bool)
+        ranges = torch.tensor([[0, 16]] * LEN)
+        old = self._logprobs(self.policy, p_ids, p_mask, tokens, mask, ranges)
+        gen = seeded_generator(0, 0, rank, self.device)
+        self._update(p_ids[rows], p_mask[rows], tokens[rows], mask[rows], old[rows], None,
+                     adv[rows], gen, ranges, LEN)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--devices", type=int, default=1)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    L.seed_everything(0)
+    module = FixedBatchGRPO(TargetTokenTask(), tiny_llama_factory(0),
+                            partial(torch.optim.SGD, lr=1.0),
+                            GRPOLossConfig(kl_coef=0.0, dual_clip=None),
+                            init_policy=None, group_size=G, micro_batch_size=2, grad_clip=0.0)
+    data = torch.utils.data.DataLoader([0] * 4, batch_size=1)
+    trainer = L.Trainer(accelerator="cpu", devices=args.devices,
+                        strategy="ddp" if args.devices > 1 else "auto", max_steps=1,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, use_distributed_sampler=False)
+    trainer.fit(module, train_dataloaders=data)
+    if trainer.global_rank == 0:
+        torch.save({k: v.detach().cpu() for k, v in module.policy.state_dict().items()}, args.out)
+
+
+if __name__ == "__main__":
+    main()
