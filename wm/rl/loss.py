@@ -22,7 +22,7 @@ import torch
 from wm.rl.advantages import ADVANTAGES
 from wm.rl.aggregation import AGGREGATIONS, aggregate, count_valid, masked_sum
 from wm.rl.kl import KL_ESTIMATORS, token_kl
-from wm.rl.surrogate import clipped_surrogate
+from wm.rl.surrogate import IMPORTANCE_LEVELS, clipped_surrogate
 
 __all__ = ["GRPOLossConfig", "grpo_loss", "token_logprobs", "token_entropy"]
 
@@ -50,7 +50,10 @@ class GRPOLossConfig:
     advantage_eps: float = 1e-6
     """Added to the std in the advantage denominator."""
     max_len: int | None = None
-    """Constant length for the "dr_grpo" aggregation; None = the padded response length L."""
+    """Constant length for the "dr_grpo" aggregation; None = the plan's response length."""
+    importance: str = "token"
+    """Importance ratio level: "token" (PPO/GRPO) or "sequence" (GSPO, Zheng et al. 2025: one
+    length-normalised ratio per response, clipped; GSPO uses small clips, e.g. eps 3e-4/4e-4)."""
 
     def validate(self) -> "GRPOLossConfig":
         """Raise ``ValueError`` naming the bad field and how to fix it; returns self."""
@@ -72,6 +75,9 @@ class GRPOLossConfig:
                 raise ValueError(f"unknown {field} {value!r}; valid values: {sorted(registry)}")
         if self.advantage_eps < 0:
             raise ValueError(f"advantage_eps must be >= 0, got {self.advantage_eps}")
+        if self.importance not in IMPORTANCE_LEVELS:
+            raise ValueError(f"unknown importance {self.importance!r}; valid values: "
+                             f"{list(IMPORTANCE_LEVELS)} (sequence = GSPO)")
         if self.max_len is not None and self.max_len <= 0:
             raise ValueError(f"max_len must be a positive int or null, got {self.max_len}")
         return self
@@ -108,7 +114,7 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
                max_len=cfg.max_len if max_len is None else max_len)
 
     pg_tok, clip = clipped_surrogate(logp, old_logp, advantages, cfg.eps_low, cfg.eps_high,
-                                     cfg.dual_clip)
+                                     cfg.dual_clip, importance=cfg.importance, mask=mask)
     policy_loss = aggregate(pg_tok, mask, cfg.aggregation, **agg)
     loss = policy_loss
 

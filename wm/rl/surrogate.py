@@ -12,6 +12,12 @@ Games"), as in verl's ``compute_policy_loss`` (``clip_ratio_c = 3``). For A < 0 
 loss ``-rho * A`` grows without bound in rho; dual clip caps it at ``-c * A`` (zero gradient
 beyond ``rho > c``).
 
+GSPO (Zheng et al. 2025, "Group Sequence Policy Optimization"; TRL's
+``importance_sampling_level="sequence"``): ``importance="sequence"`` replaces each token's
+log-ratio by its response's length-normalised log-ratio ``(1/|y|) sum_t (logp_t - old_logp_t)``
+(masked mean), so one ratio ``s_i`` per response is clipped, and the gradient reaches every token
+of the response through that mean.
+
 Departure: the log-ratio is clamped to [-20, 20] before ``exp`` so one stale token cannot
 produce an inf/NaN loss. With one PPO epoch per rollout (the reference) ``rho == 1`` at the
 first step of each mini-batch; clipping only acts on later mini-batches of the same rollout.
@@ -20,7 +26,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["clipped_surrogate", "LOG_RATIO_CLAMP"]
+__all__ = ["clipped_surrogate", "sequence_log_ratio", "IMPORTANCE_LEVELS", "LOG_RATIO_CLAMP"]
+
+IMPORTANCE_LEVELS = ("token", "sequence")
 
 LOG_RATIO_CLAMP = 20.0
 
@@ -35,9 +43,19 @@ def _broadcast_advantages(advantages: torch.Tensor, like: torch.Tensor) -> torch
     return advantages.expand_as(like)
 
 
+def sequence_log_ratio(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor
+                       ) -> torch.Tensor:
+    """GSPO's per-response log-ratio, broadcast to tokens: (N, L) -> (N, L) where every token of
+    row i holds ``sum_t m_it (logp_it - old_logp_it) / max(sum_t m_it, 1)``."""
+    m = mask.to(logp.dtype)
+    seq = ((logp - old_logp) * m).sum(-1) / m.sum(-1).clamp(min=1)           # (N,)
+    return seq.unsqueeze(-1).expand_as(logp)
+
+
 def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
                       eps_low: float = 0.2, eps_high: float = 0.2,
-                      dual_clip: float | None = 3.0
+                      dual_clip: float | None = 3.0, importance: str = "token",
+                      mask: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Per-token clipped policy-gradient loss (to be *minimised*).
 
@@ -64,9 +82,17 @@ def clipped_surrogate(logp: torch.Tensor, old_logp: torch.Tensor, advantages: to
     if logp.shape != old_logp.shape:
         raise ValueError(f"logp {tuple(logp.shape)} and old_logp {tuple(old_logp.shape)} "
                          "must have the same shape")
+    if importance not in IMPORTANCE_LEVELS:
+        raise ValueError(f"unknown importance level {importance!r}; valid: {IMPORTANCE_LEVELS}")
     adv = _broadcast_advantages(advantages, logp).to(logp.dtype)  # (N, L)
 
-    log_ratio = (logp - old_logp).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    if importance == "sequence":
+        if mask is None:
+            raise ValueError("importance='sequence' (GSPO) needs the (N, L) token mask")
+        log_ratio = sequence_log_ratio(logp, old_logp, mask)
+    else:
+        log_ratio = logp - old_logp
+    log_ratio = log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
     ratio = torch.exp(log_ratio)  # (N, L)
     loss_unclipped = -adv * ratio
     loss_clipped = -adv * ratio.clamp(1.0 - eps_low, 1.0 + eps_high)

@@ -21,6 +21,7 @@ from torch import nn
 
 from wm.language.chat import render_prompts, template_overhead
 from wm.language.presets import checkpoint_entry, lora_settings, rebuild_from_checkpoint
+from wm.rewards.overlong import soft_overlong_penalty
 from wm.rollout.plan import ResponsePlan
 from wm.tasks.base import Prompts, Responses
 
@@ -36,6 +37,9 @@ class TextStateTask(nn.Module):
         chat_template: render prompts as a user turn of the tokenizer's chat template (as the
             reference does for its chat base models): null = when the tokenizer has one,
             true = required, false = plain text (``wm.language.chat``).
+        overlong_cache: DAPO's soft overlong punishment interval in tokens
+            (``wm.rewards.overlong``); null = off. The penalty is added to the reward and logged
+            as the component ``overlong_penalty``.
     """
 
     higher_is_better = {"reward": True, "binary": True, "task_specific": True, "f1": True,
@@ -43,8 +47,13 @@ class TextStateTask(nn.Module):
                         "acc_unchanged": True, "key_acc": True, "parse_fail": False}
 
     def __init__(self, reward: str, reward_key: str, max_prompt_tokens: int = 1024,
-                 max_response_tokens: int = 256, chat_template: bool | None = None):
+                 max_response_tokens: int = 256, chat_template: bool | None = None,
+                 overlong_cache: int | None = None):
         super().__init__()
+        if overlong_cache is not None and not 0 < overlong_cache <= max_response_tokens:
+            raise ValueError(f"data.task.overlong_cache={overlong_cache} must be in (0, "
+                             f"max_response_tokens={max_response_tokens}] or null")
+        self.overlong_cache = overlong_cache
         self.chat_template = chat_template
         self.reward_path, self.reward_key = reward, reward_key
         self.reward_fn = get_method(reward)
@@ -125,13 +134,16 @@ class TextStateTask(nn.Module):
     def decode(self, tokens: torch.Tensor, batch, group_size: int) -> dict:
         """(N, L) ids -> {"texts": [N str], "records": [N dict], "changed": (N,) bool}."""
         tok, eos = self.tokenizer, self.tokenizer.eos_token_id
-        texts = []
+        texts, lengths = [], []
         for row in tokens.tolist():
             cut = row.index(eos) if eos in row else len(row)
             texts.append(tok.decode(row[:cut], skip_special_tokens=True))
+            # tokens generated, EOS included; a row that never stopped used the whole budget
+            lengths.append(cut + 1 if eos in row else self.max_response_tokens + 1)
         records = [r for r in batch["record"] for _ in range(group_size)]
         changed = batch["changed"].repeat_interleave(group_size).cpu()
-        return {"texts": texts, "records": records, "changed": changed}
+        return {"texts": texts, "records": records, "changed": changed,
+                "lengths": torch.tensor(lengths)}
 
     def rewards(self, preds, batch, group_size: int) -> dict[str, torch.Tensor]:
         comps = {k: torch.as_tensor(v, dtype=torch.float32)
@@ -140,6 +152,11 @@ class TextStateTask(nn.Module):
             raise KeyError(f"data.task.reward_key={self.reward_key!r} is not returned by "
                            f"{self.reward_path} (it returns {sorted(comps)})")
         comps["reward"] = comps[self.reward_key]   # NaN stays NaN: GRPO counts it (reward_nan)
+        if self.overlong_cache is not None and "lengths" in preds:
+            pen = soft_overlong_penalty(preds["lengths"], self.max_response_tokens,
+                                        self.overlong_cache)
+            comps["overlong_penalty"] = pen
+            comps["reward"] = comps["reward"] + pen
         return comps
 
     def metrics(self, preds, batch, group_size: int, per_frame: bool = False
