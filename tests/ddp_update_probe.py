@@ -21,6 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stage_fixtures import TargetTokenTask, tiny_llama_factory  # noqa: E402
 from wm.rl.loss import GRPOLossConfig  # noqa: E402
+from wm.rollout.plan import ResponsePlan  # noqa: E402
+from wm.tasks.base import Prompts  # noqa: E402
 from wm.stages.grpo import GRPOModule  # noqa: E402
 from wm.utils.seeding import seeded_generator  # noqa: E402
 
@@ -29,7 +31,7 @@ N, P, LEN, G = 8, 4, 6, 4
 
 def global_batch():
     g = torch.Generator().manual_seed(0)
-    p_ids = torch.randint(16, (N, P), generator=g)
+    p_ids = torch.randint(16, (N // G, P), generator=g)                     # one prompt per group
     tokens = torch.randint(16, (N, LEN), generator=g)
     lengths = torch.tensor([6, 6, 5, 6, 2, 1, 2, 2])          # rank 0 long, rank 1 short
     mask = torch.arange(LEN)[None, :] < lengths[:, None]
@@ -42,12 +44,14 @@ class FixedBatchGRPO(GRPOModule):
         p_ids, tokens, mask, adv = (t.to(self.device) for t in global_batch())
         world, rank = self.trainer.world_size, self.global_rank
         rows = slice(rank * N // world, (rank + 1) * N // world)
-        p_mask = torch.ones_like(p_ids, dtype=torch.bool)
+        groups = slice(rank * N // G // world, (rank + 1) * N // G // world)
         ranges = torch.tensor([[0, 16]] * LEN)
-        old = self._logprobs(self.policy, p_ids, p_mask, tokens, mask, ranges)
+        plan = ResponsePlan(LEN, allowed_lo=0, allowed_hi=16)
+        everything = Prompts(p_ids, torch.ones_like(p_ids, dtype=torch.bool), plan)
+        old = self._logprobs(self.policy, everything, tokens, mask, ranges)
+        mine = Prompts(p_ids[groups], torch.ones_like(p_ids[groups], dtype=torch.bool), plan)
         gen = seeded_generator(0, 0, rank, self.device)
-        self._update(p_ids[rows], p_mask[rows], tokens[rows], mask[rows], old[rows], None,
-                     adv[rows], gen, ranges, LEN)
+        self._update(mine, tokens[rows], mask[rows], old[rows], None, adv[rows], gen, ranges, LEN)
 
 
 def main():

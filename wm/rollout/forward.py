@@ -1,7 +1,14 @@
-"""Teacher-forced forward pass over ``prompt + response``, shared by MLE and GRPO.
+"""Teacher-forced forward passes over ``prompt + response``, shared by MLE and GRPO.
 
 Prompts may be left-padded (text) and responses are right-aligned after them, so positions are
 computed from the attention mask (``cumsum - 1``), matching what the sampler used while decoding.
+
+``response_logits`` runs every row's prompt (the plain computation). ``grouped_response_logits``
+is GRPO's shared-prefix pass: G responses share one prompt, so the prompt runs once per prompt
+(with gradients when enabled) and its keys/values are broadcast to the G rows
+(``wm.rollout.prefix_cache``); the logits equal ``response_logits``' to float tolerance and so do
+the gradients (tests/test_rollout_forward.py). At the paper's video shape (P=1,333, L=321,
+G=16) that is 6,469 instead of 26,464 token positions per prompt.
 """
 from __future__ import annotations
 
@@ -25,3 +32,46 @@ def response_logits(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
     out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False,
                 logits_to_keep=response_ids.shape[1] + 1)
     return out.logits[:, :-1]                                                # (N, L, V)
+
+
+def grouped_response_logits(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
+                            response_ids: torch.Tensor, group_size: int) -> torch.Tensor:
+    """``response_logits`` of G responses per prompt with the prompt computed once.
+
+    prompt_ids, prompt_mask: (B, P) (left padding allowed); response_ids: (B*G, L), rows
+    ``g*G .. g*G+G-1`` answering prompt g. Returns (B*G, L, V).
+    """
+    from wm.rollout.prefix_cache import PrefixBroadcastCache
+    from wm.rollout.sampler import _attention, _prompt_positions
+
+    B, P = prompt_ids.shape
+    G, L = int(group_size), response_ids.shape[1]
+    if response_ids.shape[0] != B * G:
+        raise ValueError(f"response_ids has {response_ids.shape[0]} rows for {B} prompts x "
+                         f"group_size {G}")
+    prompt_mask = prompt_mask.bool()
+    padded = not bool(prompt_mask.all())
+    cache = PrefixBroadcastCache(G)
+    # prompts, once each: the last position's logits predict the first response token
+    out = model(input_ids=prompt_ids, position_ids=_prompt_positions(prompt_mask),
+                attention_mask=_attention(prompt_mask if padded else None, P, P,
+                                          prompt_ids.device),
+                past_key_values=cache, use_cache=True, logits_to_keep=1)
+    first = out.logits[:, -1:].repeat_interleave(G, 0)                      # (B*G, 1, V)
+    if L == 1:
+        return first
+    # responses, attending to their prompt's broadcast keys/values and causally to themselves
+    n_real = prompt_mask.long().sum(1).repeat_interleave(G)                # (B*G,)
+    pos = n_real[:, None] + torch.arange(L, device=prompt_ids.device)[None]  # (B*G, L)
+    key_valid = None
+    if padded:
+        key_valid = torch.cat([prompt_mask.repeat_interleave(G, 0),
+                               torch.ones(B * G, L, dtype=torch.bool,
+                                          device=prompt_ids.device)], dim=1)  # (B*G, P+L)
+    mask4d = _attention(key_valid, L, P + L, prompt_ids.device)
+    if mask4d is None:       # no padding: causal over the response, full view of the prompt
+        mask4d = _attention(torch.ones(1, P + L, dtype=torch.bool, device=prompt_ids.device),
+                            L, P + L, prompt_ids.device)
+    out = model(input_ids=response_ids, position_ids=pos, attention_mask=mask4d,
+                past_key_values=cache, use_cache=True, logits_to_keep=L)
+    return torch.cat([first, out.logits[:, :-1]], dim=1)                    # (B*G, L, V)

@@ -39,7 +39,7 @@ from wm.language.model import reference_logits_context
 from wm.rl.advantages import frac_zero_std, group_advantages
 from wm.rl.loss import GRPOLossConfig, grpo_loss
 from wm.rollout.distribution import sampling_entropy, sampling_logprobs
-from wm.rollout.forward import response_logits
+from wm.rollout.forward import grouped_response_logits, response_logits
 from wm.rollout.scoring import sample_and_score
 from wm.stages.checkpointing import PolicyCheckpointMixin
 from wm.stages.grpo_settings import GRPOSettings
@@ -105,17 +105,33 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
     def _sum_across_ranks(self, value: torch.Tensor) -> torch.Tensor:
         return self.trainer.strategy.reduce(value.detach().float().clone(), reduce_op="sum")
 
+    def _group_logits(self, model, prompts, tokens, groups):
+        """Logits (n*G, L, V) of the responses of prompt indices ``groups`` (n,) and their rows.
+
+        Shared-prefix forward by default (each prompt runs once for its G responses, exact);
+        ``shared_prefix=false`` runs the plain per-row computation."""
+        G = self.cfg.group_size
+        rows = (groups[:, None] * G + torch.arange(G, device=groups.device)).flatten()  # (n*G,)
+        ids, pmask = prompts.ids[groups], prompts.mask[groups]                         # (n, P)
+        if self.cfg.shared_prefix:
+            return grouped_response_logits(model, ids, pmask, tokens[rows], G), rows
+        return response_logits(model, ids.repeat_interleave(G, 0), pmask.repeat_interleave(G, 0),
+                               tokens[rows]), rows
+
+    def _micro_batches(self, groups: torch.Tensor):
+        """Whole groups per micro-batch: ``micro_batch_size // G`` of them (at least one)."""
+        return groups.split(max(1, self.cfg.micro_batch_size // self.cfg.group_size))
+
     @torch.no_grad()
-    def _logprobs(self, model, p_ids, p_mask, tokens, mask, ranges) -> torch.Tensor:
+    def _logprobs(self, model, prompts, tokens, mask, ranges) -> torch.Tensor:
         """Log-probs (N, L) of ``tokens`` under ``model``'s sampling distribution (allowed id
-        range, temperature: ``wm.rollout.distribution``), in micro-batches."""
-        out = []
-        for s in range(0, tokens.shape[0], self.cfg.micro_batch_size):
-            sl = slice(s, s + self.cfg.micro_batch_size)
-            logits = response_logits(model, p_ids[sl], p_mask[sl], tokens[sl])
-            out.append(sampling_logprobs(logits, tokens[sl], ranges, self.cfg.temperature,
-                                         valid=mask[sl]))
-        return torch.cat(out)
+        range, temperature: ``wm.rollout.distribution``), whole groups per micro-batch."""
+        out = torch.zeros(tokens.shape, dtype=torch.float32, device=tokens.device)
+        for groups in self._micro_batches(torch.arange(prompts.ids.shape[0], device=tokens.device)):
+            logits, rows = self._group_logits(model, prompts, tokens, groups)
+            out[rows] = sampling_logprobs(logits, tokens[rows], ranges, self.cfg.temperature,
+                                          valid=mask[rows])
+        return out
 
     # ------------------------------------------------------------------------- training
     def training_step(self, batch, batch_idx):
@@ -137,28 +153,35 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         reward = reward.masked_fill(nan, 0.0)
         adv = group_advantages(reward, G, mode=self.loss_cfg.advantage)        # (N,)
 
-        p_ids = prompts.ids.repeat_interleave(G, dim=0)                        # (N, P)
-        p_mask = prompts.mask.repeat_interleave(G, dim=0)                      # (N, P)
-        tokens, mask = rollout.tokens, rollout.mask                            # (N, L)
-        ranges = prompts.plan.ranges                                           # (L, 2)
+        # positions after the last sampled token of any row carry no loss and, attention being
+        # causal, do not affect earlier ones: every pass runs on the trimmed width (exact)
+        mask = rollout.mask
+        width = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 1
+        tokens, mask = rollout.tokens[:, :width], mask[:, :width]              # (N, W)
+        sampled_logp = rollout.logprobs[:, :width]
+        ranges = prompts.plan.ranges[:width]                                   # (W, 2)
 
         # 2. log-probs of the behaviour policy (before any update) and of the reference, under
-        # the distribution the sampler drew from (same id range, same temperature)
+        # the distribution the sampler drew from (same id range, same temperature). With one
+        # optimizer step per rollout the behaviour policy IS the current one: its log-probs are
+        # the update's own, detached (exact; the pass is skipped).
+        B = prompts.ids.shape[0]
+        one_step = hp.ppo_epochs == 1 and (hp.mini_batch_size is None or hp.mini_batch_size >= B)
         self.policy.eval()
-        old_logp = self._logprobs(self.policy, p_ids, p_mask, tokens, mask, ranges)
+        old_logp = None if one_step else self._logprobs(self.policy, prompts, tokens, mask, ranges)
         ref_logp = None
         if self.loss_cfg.kl_coef > 0:
             with self._reference_policy() as ref:
-                ref_logp = self._logprobs(ref, p_ids, p_mask, tokens, mask, ranges)
+                ref_logp = self._logprobs(ref, prompts, tokens, mask, ranges)
         self.policy.train()
-        # |sampler log-prob - recomputed old log-prob|: ~0 when training is on-policy
-        diff = (rollout.logprobs.to(old_logp) - old_logp).abs()[mask]
-        logp_diff = (diff.mean(), diff.max()) if diff.numel() else (diff.new_zeros(()),) * 2
 
-        # 3. PPO epochs over mini-batches (groups may be split: advantages are precomputed)
+        # 3. PPO epochs over mini-batches of whole groups (advantages are precomputed)
         max_len = self.loss_cfg.max_len or prompts.plan.length   # Dr.GRPO: a constant divisor
-        stats = self._update(p_ids, p_mask, tokens, mask, old_logp, ref_logp, adv, gen, ranges,
-                             max_len)
+        stats, old_logp = self._update(prompts, tokens, mask, old_logp, ref_logp, adv, gen,
+                                       ranges, max_len)
+        # |sampler log-prob - recomputed old log-prob|: ~0 when training is on-policy
+        diff = (sampled_logp.to(old_logp) - old_logp).abs()[mask]
+        logp_diff = (diff.mean(), diff.max()) if diff.numel() else (diff.new_zeros(()),) * 2
 
         # 4. logging (namespaced; see docs/metrics.md)
         n_tok = self._sum_across_ranks(mask.sum())
@@ -168,7 +191,7 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         self.log("grpo/reward_nan", nan.float().mean(), sync_dist=True)
         self.log("grpo/logp_diff/mean", logp_diff[0], sync_dist=True)
         self.log("grpo/logp_diff/max", logp_diff[1], sync_dist=True, reduce_fx="max")
-        self.log("grpo/rollout_tokens_per_s", float(mask.numel()) / max(rollout_s, 1e-9))
+        self.log("grpo/rollout_tokens_per_s", float(rollout.mask.numel()) / max(rollout_s, 1e-9))
         self.log("grpo/response_tokens", n_tok / max(self.trainer.world_size, 1))
         for k, v in stats.items():
             self.log(f"grpo/{k}", v, sync_dist=True, prog_bar=k in ("kl", "grad_norm"))
@@ -176,33 +199,39 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         if every and step % every == 0 and hasattr(task, "log_samples"):
             task.log_samples(self.logger, "grpo/samples", preds, batch, self.global_step)
 
-    def _update(self, p_ids, p_mask, tokens, mask, old_logp, ref_logp, adv, gen, ranges,
-                max_len) -> dict:
+    def _update(self, prompts, tokens, mask, old_logp, ref_logp, adv, gen, ranges, max_len
+                ) -> tuple[dict, torch.Tensor]:
+        """PPO epochs; returns the stats and the behaviour log-probs (the first pass's own,
+        detached, when ``old_logp`` is None: one optimizer step on this rollout)."""
         hp, opt = self.cfg, self.optimizers()
         sched = self.lr_schedulers()
-        G, N = hp.group_size, tokens.shape[0]
-        rows_per_step = (hp.mini_batch_size or N // G) * G
+        B = prompts.ids.shape[0]
+        groups_per_step = hp.mini_batch_size or B
         world = max(self.trainer.world_size, 1)
+        behaviour = old_logp if old_logp is not None else torch.zeros_like(tokens, dtype=torch.float32)
         totals: dict[str, float] = {}
         n_updates = 0
         for _ in range(hp.ppo_epochs):
-            order = torch.randperm(N, generator=gen, device=gen.device).to(self.device)
-            for s in range(0, N, rows_per_step):
-                rows = order[s : s + rows_per_step]
+            order = torch.randperm(B, generator=gen, device=gen.device).to(self.device)
+            for s in range(0, B, groups_per_step):
+                step_groups = order[s : s + groups_per_step]
+                step_rows = (step_groups[:, None] * hp.group_size
+                             + torch.arange(hp.group_size, device=self.device)).flatten()
                 # global normalizers: tokens / sequences of this mini-batch on ALL ranks
-                g_tok = self._sum_across_ranks(mask[rows].sum()).clamp(min=1)
-                g_seq = self._sum_across_ranks((mask[rows].sum(1) > 0).sum()).clamp(min=1)
+                g_tok = self._sum_across_ranks(mask[step_rows].sum()).clamp(min=1)
+                g_seq = self._sum_across_ranks((mask[step_rows].sum(1) > 0).sum()).clamp(min=1)
                 opt.zero_grad()
                 step_stats: dict[str, torch.Tensor] = {}
-                for m in range(0, rows.numel(), hp.micro_batch_size):
-                    mb = rows[m : m + hp.micro_batch_size]
-                    logits = response_logits(self.policy, p_ids[mb], p_mask[mb], tokens[mb])
+                for groups in self._micro_batches(step_groups):
+                    logits, mb = self._group_logits(self.policy, prompts, tokens, groups)
                     T = hp.temperature
                     logp = sampling_logprobs(logits, tokens[mb], ranges, T, valid=mask[mb])
+                    if old_logp is None:
+                        behaviour[mb] = logp.detach()
                     with torch.set_grad_enabled(self.loss_cfg.entropy_coef > 0):
-                        ent = sampling_entropy(logits, ranges, T, valid=mask[mb])  # (n, L)
+                        ent = sampling_entropy(logits, ranges, T, valid=mask[mb])  # (n, W)
                     loss, st = grpo_loss(
-                        logp, old_logp[mb], None if ref_logp is None else ref_logp[mb],
+                        logp, behaviour[mb], None if ref_logp is None else ref_logp[mb],
                         adv[mb], mask[mb], self.loss_cfg, entropy=ent,
                         global_tokens=g_tok, global_seqs=g_seq, max_len=max_len)
                     # DDP averages gradients over ranks; the loss is already normalized by the
@@ -220,7 +249,7 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
                 n_updates += 1
         out = {k: v / max(n_updates, 1) for k, v in totals.items()}
         out["optimizer_steps"] = float(n_updates)
-        return out
+        return out, behaviour
 
     # ----------------------------------------------------------------------- validation
     def validation_step(self, batch, batch_idx):

@@ -23,7 +23,9 @@ class GRPOSettings:
     mini_batch_size: int | None = None
     """Prompts per optimizer step; null = the whole rollout batch (reference: 32 of 128)."""
     micro_batch_size: int = 16
-    """Responses per forward/backward pass: a memory knob, the maths is unchanged."""
+    """Responses per forward/backward pass: a memory knob, the maths is unchanged. Micro-batches
+    hold whole groups (the prompt runs once per group): rounded down to a multiple of
+    group_size, at least one group."""
     ppo_epochs: int = 1
     """Passes over each rollout batch (reference: 1)."""
     temperature: float = 1.0
@@ -45,6 +47,9 @@ class GRPOSettings:
     """Validation top-k (the paper's video tables: 100); null = off."""
     log_images_every_n_steps: int = 0
     """Log predicted-vs-true samples to TensorBoard every n steps; 0 = never."""
+    shared_prefix: bool = True
+    """Training-side passes run each prompt once for its G responses (keys/values broadcast;
+    exact). false = the plain computation, every row's prompt again (for checks and benchmarks)."""
     seed: int = 0
     """Base of every per-step seed (``wm.utils.seeding``)."""
 
