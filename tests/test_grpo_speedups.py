@@ -44,3 +44,46 @@ def test_skipping_the_old_pass_equals_computing_it():
     _, computed = _step(mini_batch_size=2)
     assert float(computed["grpo/optimizer_steps"]) == 2.0
     assert float(computed["grpo/logp_diff/max"]) < 1e-4
+
+
+def test_video_scores_are_computed_once_per_sample(tmp_path, monkeypatch):
+    """The reward and the metrics of a rollout share one frame_metrics call."""
+    import wm.rewards.video as video_reward
+    import wm.tasks.video as video_task
+    from test_tasks_video import _task_and_batch
+    from wm.rollout.scoring import sample_and_score
+
+    task, batch = _task_and_batch(tmp_path)
+    policy = task.build_policy(tiny_llama_factory(0))
+    calls = []
+    real = video_task.frame_metrics
+
+    def counting(*a, **k):
+        calls.append(k.get("names"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(video_task, "frame_metrics", counting)
+    monkeypatch.setattr(video_reward, "frame_metrics", counting)
+    _, rewards, metrics, _ = sample_and_score(task, policy, batch, 2,
+                                              torch.Generator().manual_seed(0))
+    assert len(calls) == 1, calls
+    assert {"mae", "mse", "psnr", "ssim"} <= set(metrics) and "reward" in rewards
+
+
+def test_text_answers_are_parsed_once_per_sample(monkeypatch):
+    from wm.language.presets import tiny_causal_lm
+    from wm.rollout.scoring import sample_and_score
+    from wm.data.text import TextStateDataModule
+    from wm.tasks.text import TextStateTask
+
+    task = TextStateTask("wm.rewards.toy.toy_rewards", "key_acc", max_prompt_tokens=256,
+                         max_response_tokens=48)
+    policy = task.build_policy(tiny_causal_lm)
+    dm = TextStateDataModule("toy", toy_train=8, toy_val=4, batch_size=2)
+    task.connect(dm)
+    batch = next(iter(dm.val_dataloader()))
+    calls = []
+    real = task.reward_fn
+    task.reward_fn = lambda texts, records: calls.append(len(texts)) or real(texts, records)
+    sample_and_score(task, policy, batch, 3, torch.Generator().manual_seed(0))
+    assert calls == [6]

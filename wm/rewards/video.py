@@ -94,8 +94,12 @@ class VideoReward:
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor,
                  perceptual: Perceptual | None = None,
-                 repeated: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                 repeated: torch.Tensor | None = None,
+                 per_frame: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """pred, target (B, T, 3, H, W) or (B, 3, H, W) in [0, 1]; repeated (B, T) bool.
+        ``per_frame``: metrics {name: (B, T)} the caller already computed with
+        ``frame_metrics`` on these frames (each is computed once per sample); missing ones are
+        computed here.
 
         Returns {metric: (B,) frame-aggregated raw metric, ["repetition": (B,)], "reward": (B,)}.
         """
@@ -105,8 +109,12 @@ class VideoReward:
         if self.needs_perceptual and perceptual is None:
             raise ValueError("the reward weights include 'lpips' but no perceptual module was "
                              "passed; give perceptual=... or drop 'lpips' from weights")
-        per_frame = frame_metrics(pred, target, perceptual, names=tuple(self.weights),
-                                  chunk_frames=self.chunk_frames)  # {k: (B, T)}
+        have = dict(per_frame or {})
+        missing = tuple(k for k in self.weights if k not in have)
+        if missing:
+            have.update(frame_metrics(pred, target, perceptual, names=missing,
+                                      chunk_frames=self.chunk_frames))
+        per_frame = {k: have[k].reshape(pred.shape[:2]) for k in self.weights}  # {k: (B, T)}
         reward_t = sum(METRIC_SIGN[k] * w * per_frame[k] for k, w in self.weights.items())
         out = {k: aggregate_time(v, self.aggregation, self.gamma) for k, v in per_frame.items()}
         if self.repetition_penalty > 0:

@@ -146,6 +146,10 @@ class TextStateTask(nn.Module):
                 "lengths": torch.tensor(lengths)}
 
     def rewards(self, preds, batch, group_size: int) -> dict[str, torch.Tensor]:
+        """Reward components {name: (N,)}; every answer is parsed and scored once (cached in
+        ``preds`` for ``metrics``)."""
+        if "_rewards" in preds:
+            return dict(preds["_rewards"])
         comps = {k: torch.as_tensor(v, dtype=torch.float32)
                  for k, v in self.reward_fn(preds["texts"], preds["records"]).items()}
         if self.reward_key not in comps:
@@ -157,6 +161,7 @@ class TextStateTask(nn.Module):
                                         self.overlong_cache)
             comps["overlong_penalty"] = pen
             comps["reward"] = comps["reward"] + pen
+        preds["_rewards"] = dict(comps)
         return comps
 
     def metrics(self, preds, batch, group_size: int, per_frame: bool = False

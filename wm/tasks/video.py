@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from wm.rewards.repetition import repetition_mask
-from wm.rewards.frame_metrics import METRIC_SIGN, frame_metrics
+from wm.rewards.frame_metrics import DEFAULT_METRICS, METRIC_SIGN, frame_metrics
 from wm.tasks.base import Prompts, Responses
 from wm.world.actions import ActionTokenizer
 from wm.world.layout import MultiStepLayout, SingleStepLayout
@@ -277,9 +277,21 @@ class VideoTask(nn.Module):
     def _repeated(self, preds) -> torch.Tensor:
         return repetition_mask(preds["tokens"], prev=preds["prev_tokens"])  # (N, Tf) bool
 
+    def _frame_values(self, preds) -> dict[str, torch.Tensor]:
+        """Per-frame metrics {name: (N, Tf)} of the predictions, computed once per sample for
+        the reward and the metrics together (cached in ``preds``)."""
+        if "_frame_metrics" not in preds:
+            names = self.metric_names or DEFAULT_METRICS
+            weights = tuple(getattr(self.reward_fn, "weights", {}) or ())
+            extra = ("lpips",) if self.perceptual is not None else ()
+            names = tuple(dict.fromkeys(names + weights + extra))
+            preds["_frame_metrics"] = frame_metrics(preds["frames"], preds["target"],
+                                                    perceptual=self.perceptual, names=names)
+        return preds["_frame_metrics"]
+
     def rewards(self, preds, batch, group_size: int) -> dict[str, torch.Tensor]:
         return self.reward_fn(preds["frames"], preds["target"], perceptual=self.perceptual,
-                              repeated=self._repeated(preds))
+                              repeated=self._repeated(preds), per_frame=self._frame_values(preds))
 
     def metrics(self, preds, batch, group_size: int, per_frame: bool = False
                 ) -> dict[str, torch.Tensor]:
@@ -288,10 +300,9 @@ class VideoTask(nn.Module):
         ground-truth frames, i.e. how often the data itself repeats) and ``repeat_spurious`` (1 when
         a predicted frame repeats where the true frame does not: the copies that are errors).
         ``per_frame`` adds ``<metric>@<t>`` for t = 1..Tf."""
-        names = None if self.metric_names is None else \
-            self.metric_names + (("lpips",) if self.perceptual is not None else ())
-        values = frame_metrics(preds["frames"], preds["target"], perceptual=self.perceptual,
-                               names=names)
+        shown = (self.metric_names or DEFAULT_METRICS) + \
+            (("lpips",) if self.perceptual is not None else ())
+        values = {k: v for k, v in self._frame_values(preds).items() if k in shown}
         out = {k: v.mean(dim=1) for k, v in values.items()}                  # (N,)
         pred_rep = self._repeated(preds)                                     # (N, Tf) bool
         out["repeat"] = pred_rep.any(dim=1).float()
