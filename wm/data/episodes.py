@@ -17,8 +17,7 @@ reference code reads each dataset from its own format. Here every upstream forma
 Safety of writes: ``EpisodeWriter`` fills a staging folder ``<root>.partial`` and renames it to
 ``<root>`` only in ``close()``, after ``stats.json`` and then ``index.json`` (written last) are in
 place. An interrupted conversion therefore never leaves a folder that looks like a valid dataset.
-Action statistics are accumulated per episode with Chan et al.'s parallel mean/variance update,
-so no episode has to stay in memory.
+Reading: ``EpisodeStore.validate()`` checks every file against the index from the .npy headers.
 """
 from __future__ import annotations
 
@@ -31,10 +30,8 @@ from typing import Any
 
 import numpy as np
 
-FORMAT = "wm-episodes"
-VERSION = 1
-INDEX = "index.json"
-STATS = "stats.json"
+FORMAT, VERSION = "wm-episodes", 1
+INDEX, STATS = "index.json", "stats.json"
 PREPARE_HINT = "run `python -m wm.data.prepare <name> --out {root}` or set data.root=<an existing dataset>"
 
 
@@ -55,32 +52,24 @@ class RunningActionStats:
     """
 
     def __init__(self, dim: int):
-        self.count = 0
-        self.mean = np.zeros(dim, np.float64)
-        self.m2 = np.zeros(dim, np.float64)
-        self.min = np.full(dim, np.inf)
-        self.max = np.full(dim, -np.inf)
+        self.count, self.mean, self.m2 = 0, np.zeros(dim, np.float64), np.zeros(dim, np.float64)
+        self.min, self.max = np.full(dim, np.inf), np.full(dim, -np.inf)
 
     def update(self, actions: np.ndarray) -> None:
         a = actions.astype(np.float64)  # (T, A)
-        n = a.shape[0]
-        batch_mean = a.mean(0)
+        n, batch_mean = a.shape[0], a.mean(0)
         batch_m2 = ((a - batch_mean) ** 2).sum(0)
-        total = self.count + n
-        delta = batch_mean - self.mean
+        total, delta = self.count + n, batch_mean - self.mean
         self.mean = self.mean + delta * n / total
         self.m2 = self.m2 + batch_m2 + delta**2 * self.count * n / total
         self.count = total
-        self.min = np.minimum(self.min, a.min(0))
-        self.max = np.maximum(self.max, a.max(0))
+        self.min, self.max = np.minimum(self.min, a.min(0)), np.maximum(self.max, a.max(0))
 
     def to_json(self) -> dict:
         std = np.sqrt(self.m2 / max(self.count, 1))
-        return {
-            "action": {k: [float(x) for x in v] for k, v in
-                       (("min", self.min), ("max", self.max), ("mean", self.mean), ("std", std))},
-            "num_frames": int(self.count),
-        }
+        per_dim = (("min", self.min), ("max", self.max), ("mean", self.mean), ("std", std))
+        return {"action": {k: [float(x) for x in v] for k, v in per_dim},
+                "num_frames": int(self.count)}
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -105,19 +94,17 @@ class EpisodeWriter:
     """
 
     def __init__(self, root: str | os.PathLike, source: str, overwrite: bool = False):
-        self.root = Path(root)
-        self.source = str(source)
-        self.overwrite = overwrite
-        if self.root.exists() and not (self.root.is_dir() and not any(self.root.iterdir())):
-            if not overwrite:
-                raise DataError(f"{self.root} already exists and is not empty; pass overwrite=True "
-                                "(--overwrite on the command line) or choose another output folder")
+        self.root, self.source, self.overwrite = Path(root), str(source), overwrite
+        if self.root.exists() and not (self.root.is_dir() and not any(self.root.iterdir())) \
+                and not overwrite:
+            raise DataError(f"{self.root} already exists and is not empty; pass overwrite=True "
+                            "(--overwrite on the command line) or choose another output folder")
         self.staging = self.root.with_name(self.root.name + ".partial")
         if self.staging.exists():
             shutil.rmtree(self.staging)  # left over from an interrupted write
         (self.staging / "episodes").mkdir(parents=True)
         self.episodes: list[dict] = []
-        self.frame_shape: tuple[int, int, int] | None = None
+        self.frame_shape: tuple[int, int, int] | None = None  # set by the first episode
         self.action_dim: int | None = None
         self.stats: RunningActionStats | None = None
         self.closed = False
@@ -126,10 +113,7 @@ class EpisodeWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+        self.close() if exc_type is None else self.abort()
 
     def _check(self, frames: Any, actions: Any) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.episodes)
@@ -189,12 +173,10 @@ class EpisodeWriter:
         _write_json(self.staging / INDEX, {
             "format": FORMAT, "version": VERSION, "source": self.source,
             "frame_shape": list(self.frame_shape), "action_dim": self.action_dim,
-            "episodes": self.episodes,
-        })
+            "episodes": self.episodes})
         if self.root.exists():
             old = self.root.with_name(self.root.name + ".old")
-            if old.exists():
-                shutil.rmtree(old)
+            shutil.rmtree(old, ignore_errors=True)
             os.replace(self.root, old)
             os.replace(self.staging, self.root)
             shutil.rmtree(old)
@@ -220,6 +202,28 @@ def _read_json(path: Path, what: str) -> Any:
                         f"{PREPARE_HINT.format(root=path.parent)}") from None
 
 
+def check_npy(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> Path:
+    """``path`` once its .npy header (shape, dtype) and size match the index (no data is read)."""
+    if not path.is_file():
+        raise DataError(f"{path} not found; the dataset is incomplete, re-create it")
+    try:
+        with open(path, "rb") as f:
+            v = np.lib.format.read_magic(f)
+            header = (np.lib.format.read_array_header_1_0 if v == (1, 0)
+                      else np.lib.format.read_array_header_2_0)(f)
+            (got_shape, _, got_dtype), offset = header, f.tell()
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{path} is corrupt, no .npy header ({e}); re-create the dataset") from None
+    if tuple(got_shape) != tuple(shape) or got_dtype != dtype:
+        raise DataError(f"{path} holds {got_dtype} {tuple(got_shape)}, index.json says {dtype} "
+                        f"{tuple(shape)}; the dataset is inconsistent, re-create it")
+    size, want = path.stat().st_size, offset + int(np.prod(shape)) * dtype.itemsize
+    if size != want:
+        raise DataError(f"{path} is corrupt: {'truncated' if size < want else 'too long'} ({size} "
+                        f"bytes, {dtype} {tuple(shape)} needs {want}); re-create the dataset")
+    return path
+
+
 class EpisodeStore:
     """Read-only access to a wm-episodes dataset.
 
@@ -243,8 +247,7 @@ class EpisodeStore:
         if index["format"] != FORMAT or index.get("version") != VERSION:
             raise DataError(f"{index_path}: format {index['format']!r} version {index.get('version')!r}, "
                             f"expected {FORMAT!r} version {VERSION}")
-        self.index = index
-        self.source: str = index.get("source", "")
+        self.index, self.source = index, str(index.get("source", ""))
         self.frame_shape = tuple(int(s) for s in index["frame_shape"])
         self.action_dim = int(index["action_dim"])
         try:
@@ -261,15 +264,13 @@ class EpisodeStore:
             raise DataError(f"{index_path} lists {len(self.names)} episodes but {ep_dir} holds "
                             f"{on_disk}; the dataset is incomplete, re-create it")
         self._stats: dict | None = None
-        self._cache: OrderedDict = OrderedDict()
+        self._cache: OrderedDict = OrderedDict()  # (i, kind) -> array, least recently used first
 
     def __len__(self) -> int:
         return len(self.names)
 
     def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_cache"] = OrderedDict()
-        return state
+        return {**self.__dict__, "_cache": OrderedDict()}
 
     @property
     def stats(self) -> dict:
@@ -286,6 +287,18 @@ class EpisodeStore:
             self._stats = stats
         return self._stats
 
+    def _npy(self, i: int, kind: str) -> tuple[Path, tuple[int, ...], np.dtype]:
+        """(path, shape, dtype) the index implies for episode ``i``'s frames or actions file."""
+        t, path = int(self.lengths[i]), self.root / "episodes" / self.names[i] / f"{kind}.npy"
+        return (path, (t, *self.frame_shape) if kind == "frames" else (t, self.action_dim),
+                np.dtype(np.uint8 if kind == "frames" else np.float32))
+
+    def validate(self) -> None:
+        """Check each episode file's .npy header and size against the index (no data read)."""
+        for spec in (self._npy(i, k) for i in range(len(self)) for k in ("frames", "actions")):
+            check_npy(*spec)
+        _ = self.stats
+
     def language(self, i: int) -> str | None:
         return self.index["episodes"][i].get("language")
 
@@ -298,19 +311,11 @@ class EpisodeStore:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        path = self.root / "episodes" / self.names[i] / f"{kind}.npy"
-        if not path.is_file():
-            raise DataError(f"{path} not found; the dataset is incomplete, re-create it")
+        path = check_npy(*self._npy(i, kind))  # names a missing, truncated or mismatching file
         try:
             arr = np.load(path, mmap_mode="r" if kind == "frames" else None, allow_pickle=False)
         except (ValueError, OSError, EOFError) as e:
             raise DataError(f"{path} is corrupt ({e}); re-create the dataset") from None
-        t = int(self.lengths[i])
-        want = (t, *self.frame_shape) if kind == "frames" else (t, self.action_dim)
-        dtype = np.uint8 if kind == "frames" else np.float32
-        if arr.shape != want or arr.dtype != dtype:
-            raise DataError(f"{path} holds {arr.dtype} {arr.shape}, index.json says {np.dtype(dtype)} "
-                            f"{want}; the dataset is inconsistent, re-create it")
         self._cache[key] = arr
         if len(self._cache) > self.CACHE:
             self._cache.popitem(last=False)

@@ -15,10 +15,15 @@ Departures from the reference: frames are resized on the fly (bilinear, antialia
 the stored size differs from ``resolution``; no augmentation (the reference random-crops RT-1
 frames for the tokenizer, which can be added as a transform); ``val_every=0`` disables the split
 (all episodes train, no validation loader).
+
+``setup()`` first validates the dataset once (``EpisodeStore.validate``: every file against the
+index, from the .npy headers), so a missing, truncated or mismatching file fails before training
+with one line naming it, not when a DataLoader worker first reads that episode.
 """
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Sequence
 
 import lightning as L
@@ -127,12 +132,16 @@ class VideoDataModule(L.LightningDataModule):
                  val_clips_per_episode: int = 4, source: Any = None, seed: int = 0):
         super().__init__()
         self.save_hyperparameters(ignore=["source"])
+        if root is None or str(root) in ("", "???"):
+            raise DataError("data.root is not set: pass data.root=<dataset folder> (the --out "
+                            "folder of `python -m wm.data.prepare <name>`, see docs/data.md)")
         self.root = str(root)
         self.context_frames, self.future_frames = int(context_frames), int(future_frames)
         self.resolution = tuple(int(r) for r in resolution) if resolution is not None else None
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         if val_every < 0:
-            raise DataError(f"data.val_every must be >= 0 (0 = no validation split), got {val_every}")
+            raise DataError(f"data.datamodule.val_every must be >= 0 (0 = no validation split), "
+                            f"got {val_every}")
         self.val_every, self.train_stride = val_every, train_stride
         self.val_clips_per_episode, self.source, self.seed = val_clips_per_episode, source, seed
         self._store: EpisodeStore | None = None
@@ -173,13 +182,18 @@ class VideoDataModule(L.LightningDataModule):
         train = [i for i in range(n) if i % self.val_every != 0]
         if not train:
             raise DataError(f"{self.root} has {n} episode(s) and all are validation with "
-                            f"val_every={self.val_every}; set data.val_every=0 to train on every "
-                            "episode without validation, or add episodes")
+                            f"val_every={self.val_every}: set data.datamodule.val_every=0 "
+                            "(VideoDataModule(val_every=0)) to train on every episode without "
+                            "validation, or add episodes")
         return train, val
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
+        t0 = time.perf_counter()
+        self.store.validate()  # a bad file fails here, naming it, not in a DataLoader worker
+        log.info("validated the %d episodes of %s from their .npy headers in %.1f s",
+                 len(self.store), self.root, time.perf_counter() - t0)
         train, val = self.split()
         common = dict(context_frames=self.context_frames, future_frames=self.future_frames,
                       resolution=self.resolution)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import torch
-
 
 def builtin_corpus() -> list[str]:
     """Text the tiny tokenizer is trained on: toy-world prompts/answers and JSON punctuation."""
@@ -61,12 +59,14 @@ def rebuild_from_checkpoint(path: str | Path):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from wm.language.model import apply_lora
+    from wm.utils.checkpoints import load_checkpoint_file
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"language-model checkpoint not found: {path}. Produce it with "
                                 "`python train.py stage=mle data=<text data> model=<lm preset>`")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint_file(path, weights_only=False, hint="produce one with `python train.py "
+                                "stage=mle data=<text data> model=<lm preset>`")
     saved = ckpt.get("wm_policy")
     if not saved or "tokenizer_files" not in saved:
         raise ValueError(f"{path} is not a language world-model checkpoint of this project")

@@ -22,6 +22,8 @@ from torch import nn
 from wm.rewards.repetition import repetition_mask
 from wm.rewards.frame_metrics import DEFAULT_METRICS, METRIC_SIGN, frame_metrics
 from wm.tasks.base import Prompts, Responses
+from wm.tasks.video_samples import VideoSamplesMixin
+from wm.utils.checkpoints import load_checkpoint_file
 from wm.world.actions import ActionTokenizer
 from wm.world.layout import MultiStepLayout, SingleStepLayout
 from wm.world.vocab import VocabLayout
@@ -32,15 +34,15 @@ LAYOUTS = ("single_step", "multi_step")
 
 
 def load_checkpoint(path: str | Path, what: str, command: str) -> dict:
-    """torch.load a checkpoint, or fail with a message naming the command that produces it."""
+    """Read a checkpoint, or fail with one line naming the file and the command that makes it."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{what} checkpoint not found: {path}. Produce it with `{command}` "
                                 f"or point the config at an existing file.")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return load_checkpoint_file(path, weights_only=False, hint=f"produce it with `{command}`")
 
 
-class VideoTask(nn.Module):
+class VideoTask(VideoSamplesMixin, nn.Module):
     """Frames + actions -> token prompts/responses -> decoded frames -> verifiable rewards.
 
     Args:
@@ -320,30 +322,3 @@ class VideoTask(nn.Module):
     higher_is_better = {**{k: sign > 0 for k, sign in METRIC_SIGN.items()},
                         "repeat": False, "repeat_truth": False, "repeat_spurious": False,
                         "reward": True}
-
-    # --------------------------------------------------------------- visuals
-    def log_samples(self, logger, tag: str, preds, batch, step: int, rows: int = 4) -> None:
-        """Predicted vs true frames as an image grid in TensorBoard."""
-        from wm.utils.frame_strips import frame_grid
-
-        exp = getattr(logger, "experiment", None)
-        if exp is None or not hasattr(exp, "add_image"):
-            return
-        n = min(rows, preds["frames"].shape[0])
-        exp.add_image(tag, frame_grid(preds["target"][:n], preds["frames"][:n]), step)
-
-    def save_samples(self, preds, batch, out_dir, rows: int = 4, group_size: int = 1) -> list:
-        """PNG strip (context, truth vs prediction), one GIF per sample, TensorBoard images."""
-        from torch.utils.tensorboard import SummaryWriter
-
-        from wm.utils.frame_strips import frame_grid, save_gif, save_strip
-
-        out_dir = Path(out_dir)
-        idx = torch.arange(0, preds["frames"].shape[0], group_size)[:rows]   # first sample each
-        target, pred = preds["target"][idx].cpu(), preds["frames"][idx].cpu()
-        context = batch["frames"][: len(idx), : self.Tc].cpu()
-        files = [save_strip(out_dir / "strip.png", target, pred, context=context)]
-        files += [save_gif(out_dir / f"sample{i}.gif", target[i], pred[i]) for i in range(len(idx))]
-        with SummaryWriter(str(out_dir / "tb")) as writer:
-            writer.add_image("eval/truth_vs_prediction", frame_grid(target, pred), 0)
-        return files

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-import torch
 from torch import nn
 
 
@@ -40,18 +39,29 @@ def build_tokenizer(config: dict) -> nn.Module:
 
 def load_tokenizer(ckpt_path: str | Path, frozen: bool = True,
                    map_location: str = "cpu") -> nn.Module:
-    """Rebuild the tokenizer trained by :class:`TokenizerModule` from its checkpoint path.
+    """Rebuild a tokenizer from its checkpoint: the tokenizer stage's ``.ckpt``, or a released
+    tokenizer (the paper's RT-1 tokenizers: a folder with ``config.json`` +
+    ``diffusion_pytorch_model.safetensors``, or a hub id such as ``thuml/rt1-frame-tokenizer``;
+    ``wm.vision.released``).
 
     ``frozen=True`` returns it in eval mode with ``requires_grad_(False)`` (as the MLE and GRPO
     stages use it). Loads with ``weights_only=True`` (no arbitrary unpickling).
     """
+    from wm.utils.checkpoints import load_checkpoint_file
+
     path = Path(ckpt_path)
+    if path.is_dir() or (not path.exists() and _looks_like_hub_id(str(ckpt_path))):
+        from wm.vision.released.io import load_released_tokenizer
+
+        return load_released_tokenizer(ckpt_path, frozen=frozen, map_location=map_location)
     if not path.is_file():
         raise FileNotFoundError(
             f"tokenizer checkpoint {path} does not exist; train one with "
             "`python train.py stage=tokenizer data=<dataset>` and pass its .ckpt path"
         )
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    ckpt = load_checkpoint_file(path, weights_only=True, map_location=map_location,
+                                hint="train one with `python train.py stage=tokenizer "
+                                "data=<dataset>` and pass its checkpoints/last.ckpt")
     if "tokenizer_config" not in ckpt:
         raise ValueError(f"{path} has no 'tokenizer_config': it was not written by the tokenizer "
                          "stage (TokenizerModule)")
@@ -62,3 +72,10 @@ def load_tokenizer(ckpt_path: str | Path, frozen: bool = True,
     if frozen:
         tokenizer.eval().requires_grad_(False)
     return tokenizer
+
+
+def _looks_like_hub_id(name: str) -> bool:
+    """``owner/name`` with no file suffix (``thuml/rt1-frame-tokenizer``), not a local path."""
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not name.endswith((".ckpt", ".pt", ".pth")) \
+        and not name.startswith((".", "~"))
