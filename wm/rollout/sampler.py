@@ -36,10 +36,12 @@ The model is put in ``eval()`` mode for sampling and restored afterwards.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import torch
 
 from wm.rollout.cache import PreallocatedCache
+from wm.rollout.cascade import CascadeCache, cascade_attention_enabled
 from wm.rollout.distribution import restrict
 from wm.rollout.plan import ResponsePlan, Rollout
 
@@ -198,9 +200,9 @@ class _Loop:
                        logits=all_logits)
 
 
-def _forward_logits(model, ids, mask4d, positions, cache=None) -> torch.Tensor:
+def _forward_logits(model, ids, mask4d, positions, cache=None, **extra) -> torch.Tensor:
     out = model(input_ids=ids, attention_mask=mask4d, position_ids=positions, past_key_values=cache,
-                use_cache=cache is not None, logits_to_keep=1)
+                use_cache=cache is not None, logits_to_keep=1, **extra)
     return out.logits[:, -1]  # (rows, V)
 
 
@@ -227,8 +229,9 @@ class Sampler:
     """
 
     def __init__(self, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                 use_cache: bool = True) -> None:
+                 use_cache: bool = True, cascade: bool = True) -> None:
         self.temperature, self.top_k, self.top_p, self.use_cache = temperature, top_k, top_p, use_cache
+        self.cascade = cascade
 
     @torch.no_grad()
     def sample(self, model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor | None, plan: ResponsePlan,
@@ -240,15 +243,21 @@ class Sampler:
         temperature = self.temperature if temperature is None else temperature
         top_k = self.top_k if top_k is None else top_k
         top_p = self.top_p if top_p is None else top_p
-        fn = sample_cached if self.use_cache else sample_no_cache
-        return fn(model, prompt_ids, prompt_mask, plan, group_size, temperature, top_k, top_p, generator,
-                  return_logits)
+        if not self.use_cache:
+            return sample_no_cache(model, prompt_ids, prompt_mask, plan, group_size, temperature,
+                                   top_k, top_p, generator, return_logits)
+        return sample_cached(model, prompt_ids, prompt_mask, plan, group_size, temperature, top_k,
+                             top_p, generator, return_logits, cascade=self.cascade)
 
 
 @torch.no_grad()
 def sample_cached(model, prompt_ids, prompt_mask, plan, group_size=1, temperature=1.0, top_k=None,
-                  top_p=None, generator=None, return_logits=False) -> Rollout:
-    """The fast path: prefill once per prompt, pre-allocated cache, forced runs in one pass."""
+                  top_p=None, generator=None, return_logits=False, cascade=True) -> Rollout:
+    """The fast path: prefill once per prompt, pre-allocated cache, forced runs in one pass.
+
+    ``cascade=True`` (default, for G > 1): the prompt's keys/values are stored once per prompt and
+    read once per decode step for its G rows (``wm.rollout.cascade``); False copies them into
+    each row (``wm.rollout.cache``)."""
     prompt_ids, prompt_mask, G = _check_inputs(prompt_ids, prompt_mask, plan, group_size)
     B, P = prompt_ids.shape
     dev, R = prompt_ids.device, B * G
@@ -259,7 +268,10 @@ def sample_cached(model, prompt_ids, prompt_mask, plan, group_size=1, temperatur
         key_valid = torch.cat([prompt_mask.repeat_interleave(G, 0),
                                torch.ones(R, plan.length, dtype=torch.bool, device=dev)], dim=1)
     n_real = prompt_mask.long().sum(1).repeat_interleave(G)  # (R,) position of the first response token
-    cache = PreallocatedCache(rows=R, max_len=P + plan.length)
+    use_cascade = bool(cascade) and G > 1
+    cache = CascadeCache(R, G, plan.length) if use_cascade else \
+        PreallocatedCache(rows=R, max_len=P + plan.length)
+    extra = {"wm_cascade": cache} if use_cascade else {}
     fed = 0  # response tokens already in the cache
 
     def forward(t, tokens):
@@ -269,11 +281,14 @@ def sample_cached(model, prompt_ids, prompt_mask, plan, group_size=1, temperatur
         pos = n_real[:, None] + torch.arange(fed, t + 1, device=dev)[None]  # (R, q)
         kv_mask = _attention(key_valid, q, P + t + 1, dev)
         fed = t + 1
-        return _forward_logits(model, ids, kv_mask, pos, cache)
+        if use_cascade and kv_mask is None:  # the cascade attention needs the key layout
+            kv_mask = torch.ones(1, 1, q, P + t + 1, dtype=torch.bool, device=dev)
+        return _forward_logits(model, ids, kv_mask, pos, cache, **extra)
 
-    with _EvalMode(model):
+    with _EvalMode(model), (cascade_attention_enabled(model) if use_cascade else nullcontext()):
         prefill_mask = _attention(prompt_mask if padded else None, P, P, dev)
-        first = _forward_logits(model, prompt_ids, prefill_mask, _prompt_positions(prompt_mask), cache)
+        first = _forward_logits(model, prompt_ids, prefill_mask, _prompt_positions(prompt_mask), cache,
+                                **extra)
         first = first.repeat_interleave(G, 0)  # (B, V) -> (R, V)
         return loop.run(first, forward)
 
