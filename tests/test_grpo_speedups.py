@@ -87,3 +87,11 @@ def test_text_answers_are_parsed_once_per_sample(monkeypatch):
     task.reward_fn = lambda texts, records: calls.append(len(texts)) or real(texts, records)
     sample_and_score(task, policy, batch, 3, torch.Generator().manual_seed(0))
     assert calls == [6]
+
+
+def test_skipped_old_pass_and_cascade_sampling_give_the_plain_update():
+    fast, m_fast = _step()
+    plain, m_plain = _step(skip_old_logp=False, cascade=False, shared_prefix=False)
+    assert float(m_fast["grpo/time/old_logp"]) < float(m_plain["grpo/time/old_logp"])
+    for k in fast:
+        torch.testing.assert_close(fast[k], plain[k], rtol=1e-4, atol=1e-6, msg=k)

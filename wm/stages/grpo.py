@@ -142,12 +142,11 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         G = hp.group_size
 
         # 1. rollout: G responses per prompt, decoded and scored by the verifiable reward
-        t0 = time.perf_counter()
+        times: dict[str, float] = {}
         prompts = task.prompts(batch)
         preds, rewards, metrics, rollout = sample_and_score(
             task, self.policy, batch, G, gen, temperature=hp.temperature, top_k=hp.top_k,
-            top_p=hp.top_p, prompts=prompts)
-        rollout_s = time.perf_counter() - t0
+            top_p=hp.top_p, prompts=prompts, cascade=hp.cascade, timings=times)
         reward = rewards["reward"].to(self.device).float()                    # (N,)
         nan = reward.isnan()                       # unscorable rows: reward 0, counted and logged
         reward = reward.masked_fill(nan, 0.0)
@@ -166,19 +165,25 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         # optimizer step per rollout the behaviour policy IS the current one: its log-probs are
         # the update's own, detached (exact; the pass is skipped).
         B = prompts.ids.shape[0]
-        one_step = hp.ppo_epochs == 1 and (hp.mini_batch_size is None or hp.mini_batch_size >= B)
+        one_step = hp.skip_old_logp and hp.ppo_epochs == 1 and \
+            (hp.mini_batch_size is None or hp.mini_batch_size >= B)
         self.policy.eval()
+        t0 = time.perf_counter()
         old_logp = None if one_step else self._logprobs(self.policy, prompts, tokens, mask, ranges)
+        t1 = time.perf_counter()
         ref_logp = None
         if self.loss_cfg.kl_coef > 0:
             with self._reference_policy() as ref:
                 ref_logp = self._logprobs(ref, prompts, tokens, mask, ranges)
         self.policy.train()
+        times.update(old_logp=t1 - t0, ref_logp=time.perf_counter() - t1)
 
         # 3. PPO epochs over mini-batches of whole groups (advantages are precomputed)
         max_len = self.loss_cfg.max_len or prompts.plan.length   # Dr.GRPO: a constant divisor
+        t0 = time.perf_counter()
         stats, old_logp = self._update(prompts, tokens, mask, old_logp, ref_logp, adv, gen,
                                        ranges, max_len)
+        times["update"] = time.perf_counter() - t0
         # |sampler log-prob - recomputed old log-prob|: ~0 when training is on-policy
         diff = (sampled_logp.to(old_logp) - old_logp).abs()[mask]
         logp_diff = (diff.mean(), diff.max()) if diff.numel() else (diff.new_zeros(()),) * 2
@@ -191,7 +196,10 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         self.log("grpo/reward_nan", nan.float().mean(), sync_dist=True)
         self.log("grpo/logp_diff/mean", logp_diff[0], sync_dist=True)
         self.log("grpo/logp_diff/max", logp_diff[1], sync_dist=True, reduce_fx="max")
-        self.log("grpo/rollout_tokens_per_s", float(rollout.mask.numel()) / max(rollout_s, 1e-9))
+        self.log("grpo/rollout_tokens_per_s",
+                 float(rollout.mask.numel()) / max(times["sample"], 1e-9))
+        for phase, seconds in times.items():     # rank-local wall time of each phase
+            self.log(f"grpo/time/{phase}", seconds)
         self.log("grpo/response_tokens", n_tok / max(self.trainer.world_size, 1))
         for k, v in stats.items():
             self.log(f"grpo/{k}", v, sync_dist=True, prog_bar=k in ("kl", "grad_norm"))

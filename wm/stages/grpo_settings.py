@@ -50,6 +50,12 @@ class GRPOSettings:
     shared_prefix: bool = True
     """Training-side passes run each prompt once for its G responses (keys/values broadcast;
     exact). false = the plain computation, every row's prompt again (for checks and benchmarks)."""
+    cascade: bool = True
+    """Sampler reads each prompt's keys/values once per decode step for its G rows (exact).
+    false = the prompt's keys/values copied into every row (for checks and benchmarks)."""
+    skip_old_logp: bool = True
+    """When one optimizer step consumes the rollout (ppo_epochs 1, one mini-batch), the behaviour
+    log-probs are the update's own, detached (exact; ratio 1). false = always run that pass."""
     seed: int = 0
     """Base of every per-step seed (``wm.utils.seeding``)."""
 
