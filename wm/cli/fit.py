@@ -18,10 +18,35 @@ log = logging.getLogger(__name__)
 DONE = "DONE"
 
 
+def threads_for(cfg: DictConfig) -> int | None:
+    """The torch thread count ``num_threads`` asks for; None = leave torch's default.
+
+    ``auto`` (the default): 1 per process on CPU (each DDP rank is a process), torch's default on
+    GPU, where the CPU only feeds the device. On a 2-core machine that runs anything else,
+    torch's one-thread-per-core default makes every small matmul wait for a descheduled thread
+    (docs/benchmarks.md, "threads"); tiny models are faster on one thread even on an idle box.
+    """
+    n = cfg.get("num_threads", "auto")
+    if n in (None, "torch"):
+        return None
+    if n == "auto":
+        trainer = cfg.get("trainer") or {}
+        accelerator = str(trainer.get("accelerator", "cpu")) if hasattr(trainer, "get") else "cpu"
+        return None if accelerator in ("gpu", "cuda", "mps", "tpu") else 1
+    try:
+        n = int(n)
+    except (TypeError, ValueError):
+        raise ValueError(f"num_threads={n!r}: use auto, torch, or a positive integer") from None
+    if n < 1:
+        raise ValueError(f"num_threads={n}: use auto, torch, or a positive integer")
+    return n
+
+
 def configure_threads(cfg: DictConfig) -> None:
-    """Apply ``num_threads`` (1 is fastest for tiny models on small CPUs)."""
-    if cfg.get("num_threads"):
-        torch.set_num_threads(int(cfg.num_threads))
+    """Apply ``num_threads`` (see :func:`threads_for`)."""
+    n = threads_for(cfg)
+    if n is not None:
+        torch.set_num_threads(n)
 
 
 def last_checkpoint(run_dir: Path) -> Path:
