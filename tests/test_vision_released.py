@@ -291,7 +291,7 @@ def test_resolve_cached_hub_id_offline(small_folder, tmp_path, monkeypatch):
 def test_load_tokenizer_takes_a_released_folder(shared_data):
     """Every entry point that names a tokenizer (data.task.tokenizer_ckpt, eval.py) goes through
     wm.vision.registry.load_tokenizer, which routes a released folder to wm.vision.released."""
-    from wm.vision.registry import _looks_like_hub_id, load_tokenizer
+    from wm.vision.registry import looks_like_hub_id, load_tokenizer
 
     folder = shared_data / "reference_tokenizers" / "frame_tokenizer_small"
     tok = load_tokenizer(folder)
@@ -300,5 +300,5 @@ def test_load_tokenizer_takes_a_released_folder(shared_data):
     expected = torch.from_numpy(np.load(folder / "expected_ids.npy"))
     with torch.no_grad():
         assert torch.equal(tok.encode(x), expected)
-    assert _looks_like_hub_id("thuml/rt1-frame-tokenizer")
-    assert not _looks_like_hub_id("runs/pusht/tokenizer/checkpoints/last.ckpt")
+    assert looks_like_hub_id("thuml/rt1-frame-tokenizer")
+    assert not looks_like_hub_id("runs/pusht/tokenizer/checkpoints/last.ckpt")

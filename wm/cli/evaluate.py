@@ -15,6 +15,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from wm.cli.fit import configure_threads
+from wm.utils.checkpoints import load_checkpoint_file
+from wm.vision.registry import looks_like_hub_id
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +50,28 @@ def evaluate(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.ckpt``; returns the summary dict and writes it under ``out_dir``."""
     configure_threads(cfg)
     path = Path(cfg.ckpt)
+    if not path.exists() and looks_like_hub_id(str(cfg.ckpt)):   # a released model by hub id
+        from wm.vision.released.io import resolve_checkpoint
+
+        path = resolve_checkpoint(cfg.ckpt)
     if not path.exists():
         raise SystemExit(f"ckpt={path}: no such file. Train it first, e.g. "
                          f"`python train.py stage=mle data={cfg.data.name}`")
-    out_dir = Path(cfg.out_dir) if cfg.get("out_dir") else default_out_dir(path)
+    if cfg.get("out_dir"):
+        out_dir = Path(cfg.out_dir)
+    elif path.is_dir():   # a released / exported folder (maybe in the hub cache): under runs/
+        out_dir = Path(cfg.paths.runs_dir) / "eval" / path.name
+    else:
+        out_dir = default_out_dir(path)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False) if path.is_file() else {}
+    ckpt = load_checkpoint_file(path, weights_only=False) if path.is_file() else {}
     dm = _datamodule(cfg)
 
-    if "wm_policy" in ckpt or path.is_dir():
+    released_tokenizer = path.is_dir() and (path / "diffusion_pytorch_model.safetensors").is_file()
+    if released_tokenizer:
+        summary = _evaluate_tokenizer(cfg, path, dm, device)
+    elif "wm_policy" in ckpt or path.is_dir():
         summary = _evaluate_world_model(cfg, path, ckpt, dm, device, out_dir)
     elif "tokenizer_config" in ckpt:
         summary = _evaluate_tokenizer(cfg, path, dm, device)

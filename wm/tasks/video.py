@@ -14,7 +14,6 @@ self-contained); both are frozen and kept in eval mode.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -22,8 +21,8 @@ from torch import nn
 from wm.rewards.repetition import repetition_mask
 from wm.rewards.frame_metrics import DEFAULT_METRICS, METRIC_SIGN, frame_metrics
 from wm.tasks.base import Prompts, Responses
+from wm.tasks.video_policy import VideoPolicyMixin
 from wm.tasks.video_samples import VideoSamplesMixin
-from wm.utils.checkpoints import load_checkpoint_file
 from wm.world.actions import ActionTokenizer
 from wm.world.layout import MultiStepLayout, SingleStepLayout
 from wm.world.vocab import VocabLayout
@@ -33,20 +32,12 @@ log = logging.getLogger(__name__)
 LAYOUTS = ("single_step", "multi_step")
 
 
-def load_checkpoint(path: str | Path, what: str, command: str) -> dict:
-    """Read a checkpoint, or fail with one line naming the file and the command that makes it."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{what} checkpoint not found: {path}. Produce it with `{command}` "
-                                f"or point the config at an existing file.")
-    return load_checkpoint_file(path, weights_only=False, hint=f"produce it with `{command}`")
-
-
-class VideoTask(VideoSamplesMixin, nn.Module):
+class VideoTask(VideoPolicyMixin, VideoSamplesMixin, nn.Module):
     """Frames + actions -> token prompts/responses -> decoded frames -> verifiable rewards.
 
     Args:
-        tokenizer_ckpt: checkpoint of ``stage=tokenizer`` (loaded by path, frozen).
+        tokenizer_ckpt: checkpoint of ``stage=tokenizer``, or a released tokenizer folder / hub
+            id such as ``thuml/rt1-frame-tokenizer`` (``wm.vision.registry.load_tokenizer``).
         layout: ``"single_step"`` or ``"multi_step"`` (the latter with a compressive tokenizer).
         context_frames, future_frames: clip split (must match the DataModule's).
         action_bins: bins per action dimension (reference: 256).
@@ -56,12 +47,18 @@ class VideoTask(VideoSamplesMixin, nn.Module):
         cache_tokens: keep each frame's token ids in memory, keyed by (episode, frame index),
             so every frame is encoded once per run (per-frame tokenizers only; memory grows with
             the number of distinct frames seen, ~tokens_per_frame * 8 bytes each).
+        metric_names: table/validation metrics (default mae, mse, psnr, ssim).
+        visual_order, n_prompt_future, final_action: the multi-step id and sequence layout
+            (``wm.world.vocab`` / ``wm.world.layout``); the reference's released multi-step
+            model: ``future_first``, 1, true (the first future frame and its action in the
+            prompt, the clip's future_frames = 1 + predicted frames).
     """
 
     def __init__(self, tokenizer_ckpt: str, layout: str = "single_step", context_frames: int = 1,
                  future_frames: int = 1, action_bins: int = 256, action_ranges: str | None = None,
                  reward=None, perceptual: nn.Module | None = None, cache_tokens: bool = False,
-                 metric_names: list[str] | None = None):
+                 metric_names: list[str] | None = None, visual_order: str = "context_first",
+                 n_prompt_future: int = 0, final_action: bool = False):
         super().__init__()
         if layout not in LAYOUTS:
             raise ValueError(f"data.task.layout={layout!r}: choose one of {LAYOUTS}")
@@ -89,7 +86,12 @@ class VideoTask(VideoSamplesMixin, nn.Module):
         if layout == "multi_step" and self.tokenizer.shared_codebook:
             log.warning("multi_step layout with a per-frame tokenizer: every future frame costs as "
                         "many tokens as a context frame (the paper uses a compressive tokenizer)")
-        self.vocab = VocabLayout.from_tokenizer(self.tokenizer, action_bins=self.action_bins)
+        self.vocab = VocabLayout.from_tokenizer(self.tokenizer, action_bins=self.action_bins,
+                                                visual_order=visual_order)
+        self.n_prompt_future, self.final_action = int(n_prompt_future), bool(final_action)
+        if self.n_prompt_future not in (0, 1) or (self.n_prompt_future and layout != "multi_step"):
+            raise ValueError(f"data.task.n_prompt_future={n_prompt_future}: 0, or 1 with "
+                             "layout=multi_step (the reference's released multi-step sequence)")
         self.actions: ActionTokenizer | None = None
         self.layout = None
         self._cache_key, self._cache = None, None
@@ -117,49 +119,15 @@ class VideoTask(VideoSamplesMixin, nn.Module):
         tok = self.tokenizer
         if self.layout_name == "single_step":
             return SingleStepLayout(self.Tc, tok.tokens_per_future_frame, action_dim, self.vocab)
-        return MultiStepLayout(self.Tc, tok.tokens_per_context_frame, self.Tf,
-                               tok.tokens_per_future_frame, action_dim, self.vocab)
+        n_future = self.Tf - self.n_prompt_future        # frames predicted after the prompt's
+        if n_future < 1:
+            raise ValueError(f"data.future_frames={self.Tf} with n_prompt_future="
+                             f"{self.n_prompt_future} leaves no frame to predict")
+        return MultiStepLayout(self.Tc, tok.tokens_per_context_frame, n_future,
+                               tok.tokens_per_future_frame, action_dim, self.vocab,
+                               n_prompt_future=self.n_prompt_future,
+                               final_action=self.final_action)
 
-    def build_policy(self, factory, init: str | None = None) -> nn.Module:
-        """A fresh LLaMA sized to this vocabulary, or the policy stored in ``init``."""
-        if not init:
-            return factory(vocab_size=self.vocab.vocab_size)
-        ckpt = load_checkpoint(init, "world-model", "python train.py stage=mle data=<data>")
-        saved = ckpt.get("wm_policy")
-        if saved is None:
-            raise ValueError(f"{init} is not a world-model checkpoint of this project "
-                             "(no 'wm_policy' entry); pass the MLE or GRPO stage's last.ckpt")
-        from transformers import LlamaConfig, LlamaForCausalLM
-
-        config = LlamaConfig.from_dict(saved["config"])
-        if config.vocab_size != self.vocab.vocab_size:
-            raise ValueError(f"{init} was trained with vocabulary {config.vocab_size} but this "
-                             f"tokenizer gives {self.vocab.vocab_size}: use the same tokenizer_ckpt")
-        policy = LlamaForCausalLM(config)
-        state = {k[len("policy."):]: v for k, v in ckpt["state_dict"].items()
-                 if k.startswith("policy.")}
-        policy.load_state_dict(state)
-        return policy
-
-    def export(self, policy, out_dir) -> dict:
-        """The world model in Hugging Face format (``out_dir/hf``, loads with
-        ``LlamaForCausalLM.from_pretrained``) plus ``vocab.json`` describing its id layout."""
-        import json
-        from dataclasses import asdict
-
-        out = Path(out_dir)
-        policy.save_pretrained(out / "hf")
-        layout = {**asdict(self.vocab), "bos_id": self.vocab.bos_id, "eos_id": self.vocab.eos_id,
-                  "action_offset": self.vocab.action_offset, "vocab_size": self.vocab.vocab_size,
-                  "tokenizer_ckpt": self.tokenizer_ckpt, "layout": self.layout_name}
-        (out / "vocab.json").write_text(json.dumps(layout, indent=2))
-        return {"hf": out / "hf", "vocab": out / "vocab.json"}
-
-    def policy_checkpoint(self, policy) -> dict:
-        return {"config": policy.config.to_dict(), "layout": self.layout_name,
-                "task_kwargs": {"tokenizer_ckpt": self.tokenizer_ckpt}}
-
-    # ----------------------------------------------------------------- tokens
     def _require_connected(self):
         if self.layout is None:
             raise RuntimeError("VideoTask.connect(datamodule) must be called before use")
@@ -185,10 +153,13 @@ class VideoTask(VideoSamplesMixin, nn.Module):
         ctx_ids, fut_ids = self.vocab.context_ids(ctx), self.vocab.future_ids(fut)
         if self.layout_name == "single_step":
             built = self.layout.build(ctx_ids, act[:, :Tc], fut_ids[:, :1])
+        elif self.n_prompt_future:  # the reference: future frame 0 + its action in the prompt
+            built = self.layout.build(ctx_ids, act[:, Tc : Tc + self.layout.num_actions],
+                                      fut_ids[:, 1:], prompt_future_ids=fut_ids[:, :1])
         else:  # actions applied at the last context frame and at each predicted frame but the last
             built = self.layout.build(ctx_ids, act[:, Tc - 1 : Tc - 1 + self.layout.num_actions],
                                       fut_ids)
-        built["ctx_codes"], built["fut_codes"] = ctx, fut
+        built["ctx_codes"], built["fut_codes"] = ctx, fut[:, self.n_prompt_future:]
         self._cache_key, self._cache = frames, built
         return built
 
@@ -227,7 +198,8 @@ class VideoTask(VideoSamplesMixin, nn.Module):
         codes = self.vocab.future_codes_of(ids)
         ctx = built["ctx_codes"].repeat_interleave(group_size, dim=0)        # (N, Tc, Nc)
         frames = self.tokenizer.decode_clip(ctx, codes).clamp(0, 1)          # (N, Tf, 3, H, W)
-        target = batch["frames"][:, self.Tc : self.Tc + self.Tf]
+        first = self.Tc + self.n_prompt_future                               # first predicted frame
+        target = batch["frames"][:, first : self.Tc + self.Tf]
         prev = ctx[:, -1] if self.tokenizer.shared_codebook else None       # last context frame
         return {"frames": frames, "tokens": codes,
                 "target": target.repeat_interleave(group_size, dim=0).to(frames.dtype),

@@ -50,7 +50,7 @@ def load_tokenizer(ckpt_path: str | Path, frozen: bool = True,
     from wm.utils.checkpoints import load_checkpoint_file
 
     path = Path(ckpt_path)
-    if path.is_dir() or (not path.exists() and _looks_like_hub_id(str(ckpt_path))):
+    if path.is_dir() or (not path.exists() and looks_like_hub_id(str(ckpt_path))):
         from wm.vision.released.io import load_released_tokenizer
 
         return load_released_tokenizer(ckpt_path, frozen=frozen, map_location=map_location)
@@ -74,7 +74,7 @@ def load_tokenizer(ckpt_path: str | Path, frozen: bool = True,
     return tokenizer
 
 
-def _looks_like_hub_id(name: str) -> bool:
+def looks_like_hub_id(name: str) -> bool:
     """``owner/name`` with no file suffix (``thuml/rt1-frame-tokenizer``), not a local path."""
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and not name.endswith((".ckpt", ".pt", ".pth")) \

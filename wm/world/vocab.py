@@ -9,6 +9,11 @@ Single-step (per-frame tokenizer, one shared FSQ codebook of 4,375 codes): visua
 actions 4375-4630, BOS 4631, EOS/PAD 4632, vocabulary 4,633. Multi-step (compressive tokenizer,
 separate context and future codebooks): 4,375 + 4,375 + 256 + 2 = 9,008.
 
+The paper's released multi-step model orders the two visual ranges the other way round
+(``visual_order="future_first"``: future 0-4374, context 4375-8749, actions from 8750;
+shared/CHECKPOINTS.md): both orders are expressed exactly, so a released model sees the ids it
+was trained on.
+
 Every other module gets ids from a :class:`VocabLayout`; nothing else numbers ids by hand.
 All action dimensions share the same ``action_bins`` ids (as in the reference).
 """
@@ -17,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+VISUAL_ORDERS = ("context_first", "future_first")
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,9 @@ class VocabLayout:
     """Bins per action dimension; all dimensions share these ids."""
     action_dim: int | None = None
     """Optional number of action dimensions, only used to validate inputs of ``action_ids``."""
+    visual_order: str = "context_first"
+    """Separate codebooks only: "context_first" (ours) or "future_first" (the reference's
+    released multi-step model)."""
 
     def __post_init__(self) -> None:
         for name in ("context_codes", "future_codes", "action_bins"):
@@ -41,11 +51,15 @@ class VocabLayout:
         if self.shared_codebook and self.context_codes != self.future_codes:
             raise ValueError(f"VocabLayout: shared_codebook=True needs context_codes == future_codes, "
                              f"got {self.context_codes} and {self.future_codes}")
+        if self.visual_order not in VISUAL_ORDERS:
+            raise ValueError(f"VocabLayout.visual_order={self.visual_order!r}: use one of "
+                             f"{VISUAL_ORDERS} (data.task.visual_order)")
         if self.action_dim is not None and self.action_dim < 1:
             raise ValueError(f"VocabLayout.action_dim must be >= 1 or None, got {self.action_dim}")
 
     @classmethod
-    def from_tokenizer(cls, tok, action_dim: int | None = None, action_bins: int = 256) -> "VocabLayout":
+    def from_tokenizer(cls, tok, action_dim: int | None = None, action_bins: int = 256,
+                       visual_order: str = "context_first") -> "VocabLayout":
         """Read ``tok.codebook_sizes`` ``(context, future)`` and ``tok.shared_codebook``
         (the tokenizer contract in docs/architecture.md)."""
         try:
@@ -55,16 +69,22 @@ class VocabLayout:
             raise ValueError(f"VocabLayout.from_tokenizer: {type(tok).__name__} must expose "
                              "codebook_sizes=(context, future) and shared_codebook (docs/architecture.md, "
                              f"'Tokenizers'): {err}") from err
-        return cls(context_codes, future_codes, shared, int(action_bins), action_dim)
+        return cls(context_codes, future_codes, shared, int(action_bins), action_dim, visual_order)
 
     # ------------------------------------------------------------------ offsets and special ids
     @property
+    def _future_first(self) -> bool:
+        return not self.shared_codebook and self.visual_order == "future_first"
+
+    @property
     def context_offset(self) -> int:
-        return 0
+        return self.future_codes if self._future_first else 0
 
     @property
     def future_offset(self) -> int:
-        return 0 if self.shared_codebook else self.context_codes
+        if self.shared_codebook or self._future_first:
+            return 0
+        return self.context_codes
 
     @property
     def action_offset(self) -> int:
