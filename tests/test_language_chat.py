@@ -51,3 +51,18 @@ def test_datamodule_keeps_room_for_the_template(task):
     dm = TextStateDataModule("toy", toy_train=8, toy_val=4)
     task.connect(dm)
     assert dm.max_prompt_tokens == 256 - overhead
+
+
+def test_text_policy_loads_from_a_hugging_face_folder(task, tmp_path):
+    """init_policy / eval.py ckpt= take a plain HF folder (the released text world models are
+    DeepSeek-R1-Distill-Qwen folders with LoRA merged): same weights, same tokenizer."""
+    from wm.language.presets import tiny_causal_lm
+
+    model, tok = tiny_causal_lm()
+    model.save_pretrained(tmp_path / "released")
+    tok.save_pretrained(tmp_path / "released")
+    other = TextStateTask("wm.rewards.toy.toy_rewards", "key_acc")
+    policy = other.build_policy(None, init=str(tmp_path / "released"))
+    for k, v in policy.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k]), k
+    assert other.tokenizer("State: x").input_ids == tok("State: x").input_ids

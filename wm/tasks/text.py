@@ -14,6 +14,7 @@ reference (adapters disabled) is the SFT model, as in the paper, without a secon
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 from hydra.utils import get_method
@@ -22,6 +23,7 @@ from torch import nn
 from wm.language.chat import render_prompts, template_overhead
 from wm.language.presets import checkpoint_entry, lora_settings, rebuild_from_checkpoint
 from wm.rewards.overlong import soft_overlong_penalty
+from wm.vision.registry import looks_like_hub_id
 from wm.rollout.plan import ResponsePlan
 from wm.tasks.base import Prompts, Responses
 
@@ -63,7 +65,8 @@ class TextStateTask(nn.Module):
 
     # ------------------------------------------------------------------ wiring
     def build_policy(self, factory, init: str | None = None) -> nn.Module:
-        """Base model (+LoRA) from the factory, or the SFT/GRPO policy stored in ``init``.
+        """Base model (+LoRA) from the factory, or the policy stored in ``init``: an SFT/GRPO stage
+        checkpoint, or a Hugging Face folder / hub id.
 
         From ``init`` with a LoRA factory (GRPO after SFT): the stored adapter is merged and a
         fresh one is added, so disabling adapters yields the SFT model (the KL reference).
@@ -72,7 +75,14 @@ class TextStateTask(nn.Module):
         if not init:
             model, self.tokenizer = factory()
             return model
-        model, self.tokenizer = rebuild_from_checkpoint(init)
+        if Path(init).is_dir() or looks_like_hub_id(str(init)):
+            # a Hugging Face folder or hub id: e.g. the paper's released text world models
+            # (thuml/bytesized32-world-model-rlvr-task-specific-reward), or our export/merged
+            from wm.language.model import load_causal_lm
+
+            model, self.tokenizer = load_causal_lm(str(init))
+        else:
+            model, self.tokenizer = rebuild_from_checkpoint(init)
         if factory is None:          # evaluation: the stored policy as it is
             return model
         if hasattr(model, "merge_and_unload"):
