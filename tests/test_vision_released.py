@@ -302,3 +302,26 @@ def test_load_tokenizer_takes_a_released_folder(shared_data):
         assert torch.equal(tok.encode(x), expected)
     assert looks_like_hub_id("thuml/rt1-frame-tokenizer")
     assert not looks_like_hub_id("runs/pusht/tokenizer/checkpoints/last.ckpt")
+
+
+def test_a_trained_released_architecture_exports_in_the_released_layout(tmp_path):
+    """The tokenizer stage trains a released-architecture tokenizer through forward_clip and its
+    export writes the released layout; loading the export gives the same ids (exact)."""
+    from functools import partial
+
+    from wm.stages.tokenizer import TokenizerModule
+    from wm.vision.released.io import load_released_tokenizer
+
+    cfg = dict(frame_fsq.RELEASED_CONFIG, block_out_channels=[8, 8, 16], layers_per_block=1,
+               down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3,
+               latent_channels=4, norm_num_groups=4, resolution=32)
+    tok = ReleasedFrameTokenizer(**cfg)
+    module = TokenizerModule(tokenizer=tok, optimizer=partial(torch.optim.Adam, lr=1e-3))
+    frames = torch.rand(2, 2, 3, 32, 40)
+    out = tok.forward_clip(frames, 1)
+    (out.future - frames[:, 1:]).abs().mean().backward()
+    assert tok.quant_linear.weight.grad is not None and out.future_tokens.shape == (2, 1, 8 * 10)
+    folder = module.export(tmp_path)["released"]
+    again = load_released_tokenizer(folder)
+    with torch.no_grad():
+        assert torch.equal(again.encode(frames), tok.eval().encode(frames))

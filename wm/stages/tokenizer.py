@@ -162,6 +162,18 @@ class TokenizerModule(L.LightningModule):
             logs.update({"train/codebook_usage_future": usage_f, "train/perplexity_future": ppl_f})
         return logs
 
+    def export(self, out_dir, checkpoint=None) -> dict:
+        """A tokenizer of the released architectures (``wm.vision.released``) is written in the
+        released layout (``config.json`` + ``diffusion_pytorch_model.safetensors``), which the
+        reference code and ``load_tokenizer`` read; our own architectures have no released
+        layout (their checkpoint is the ``.ckpt``). Called by ``wm.cli.fit`` on rank 0."""
+        from wm.vision.released.io import save_released
+
+        released = ("ReleasedFrameTokenizer", "ReleasedCompressiveTokenizer")
+        if type(self.tokenizer).__name__ not in released:
+            return {}
+        return {"released": save_released(self.tokenizer, Path(out_dir) / "released")}
+
     def validation_step(self, batch, batch_idx):
         recon, target, _ = self._reconstruct(_frames(batch))
         recon = recon.clamp(0.0, 1.0)

@@ -225,6 +225,21 @@ class ReleasedFrameTokenizer(nn.Module):
                              f"got {tuple(fut.shape)}")
         return self.decode(fut.unflatten(2, self.grid_hw))
 
+    def forward_clip(self, frames: torch.Tensor, n_context: int):
+        """Training path for the tokenizer stage (``wm.stages.tokenizer``): every frame of the
+        clip reconstructed independently, straight-through FSQ gradients. Returns
+        ``wm.vision.fsq_vqgan.ClipReconstruction``; train a released-architecture tokenizer this
+        way and it is exported in the released layout (``save_released``)."""
+        from wm.vision.fsq_vqgan import ClipReconstruction
+
+        if frames.ndim != 5:
+            raise ValueError(f"expected a clip (B, T, 3, H, W), got {tuple(frames.shape)}")
+        B, T = frames.shape[:2]
+        recon, ids = self(frames.flatten(0, 1))                                # (B*T, 3, H, W)
+        recon, ids = recon.unflatten(0, (B, T)), ids.flatten(1).unflatten(0, (B, T))
+        return ClipReconstruction(recon[:, :n_context], recon[:, n_context:],
+                                  ids[:, :n_context], ids[:, n_context:])
+
     def decode_context(self, ctx: torch.Tensor) -> torch.Tensor:
         """(B,Tc,N) -> context frames (B,Tc,3,H,W), unclamped."""
         return self.decode_clip(ctx[:, :0], ctx)
