@@ -118,6 +118,11 @@ def group_advantages(rewards: torch.Tensor, group_size: int, mode: str = "std",
     return ADVANTAGES[mode](rewards, group_size, eps=eps)
 
 
+def zero_std_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """(N,) rewards -> (N // G,) bool: True where the group's G rewards are all equal."""
+    return _constant_groups(_grouped(rewards, group_size)).squeeze(1)
+
+
 def frac_zero_std(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """Share of groups whose rewards are all equal (they carry no learning signal).
 

@@ -42,6 +42,7 @@ from wm.rollout.distribution import sampling_entropy, sampling_logprobs
 from wm.rollout.forward import grouped_response_logits, response_logits
 from wm.rollout.scoring import sample_and_score
 from wm.stages.checkpointing import PolicyCheckpointMixin
+from wm.stages.dynamic_sampling import refill
 from wm.stages.grpo_settings import GRPOSettings
 from wm.stages.schedules import warmup_constant_schedule
 from wm.stages.score_logging import log_scores
@@ -147,6 +148,11 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         preds, rewards, metrics, rollout = sample_and_score(
             task, self.policy, batch, G, gen, temperature=hp.temperature, top_k=hp.top_k,
             top_p=hp.top_p, prompts=prompts, cascade=hp.cascade, timings=times)
+        if hp.dynamic_sampling:    # DAPO: swap zero-variance groups for informative ones
+            prompts, rollout, rewards, metrics, dyn = refill(self, step, gen, prompts, rollout,
+                                                             rewards, metrics)
+            for k, v in dyn.items():
+                self.log(f"grpo/dynamic_sampling/{k}", v)
         reward = rewards["reward"].to(self.device).float()                    # (N,)
         nan = reward.isnan()                       # unscorable rows: reward 0, counted and logged
         reward = reward.masked_fill(nan, 0.0)

@@ -50,6 +50,12 @@ class GRPOSettings:
     shared_prefix: bool = True
     """Training-side passes run each prompt once for its G responses (keys/values broadcast;
     exact). false = the plain computation, every row's prompt again (for checks and benchmarks)."""
+    dynamic_sampling: bool = False
+    """DAPO dynamic sampling: replace groups whose rewards are all equal (no learning signal) by
+    informative groups of freshly drawn prompts; the batch keeps its size
+    (``wm.stages.dynamic_sampling``)."""
+    dynamic_sampling_max_draws: int = 2
+    """Extra prompt batches drawn per step at most when dynamic_sampling is on."""
     cascade: bool = True
     """Sampler reads each prompt's keys/values once per decode step for its G rows (exact).
     false = the prompt's keys/values copied into every row (for checks and benchmarks)."""
@@ -84,6 +90,8 @@ class GRPOSettings:
             bad("val_top_k", "must be >= 1 or null")
         if self.grad_clip is not None and self.grad_clip < 0:
             bad("grad_clip", "must be >= 0 (0 or null: no clipping)")
+        if self.dynamic_sampling_max_draws < 0:
+            bad("dynamic_sampling_max_draws", "must be >= 0")
         if self.warmup_steps < 0 or self.log_images_every_n_steps < 0:
             bad("warmup_steps" if self.warmup_steps < 0 else "log_images_every_n_steps",
                 "must be >= 0")

@@ -8,7 +8,8 @@ saving any generator state.
 
 Streams keep independent draws apart when they share (seed, step, rank): ``"policy"`` (rollout
 sampling, mini-batch shuffling, dropout; validation and evaluation use it with their own base
-seed) and ``"data"`` (the training data stream, ``wm.data.sampling``). Their multipliers are
+seed), ``"data"`` (the training data stream, ``wm.data.sampling``) and ``"resample"`` (the
+extra prompts of GRPO's dynamic sampling, ``wm.stages.dynamic_sampling``). Their multipliers are
 the ones the project has always used, so runs reproduce bit for bit across versions.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 STREAMS: dict[str, tuple[int, int, int]] = {
     "policy": (1_000_003, 7_919, 104_729),
     "data": (1_000_003, 9_973, 7_919_729),
+    "resample": (1_000_033, 104_723, 15_485_863),
 }
 _MOD = 2**63 - 1
 
