@@ -18,7 +18,8 @@ from wm.data.video import VideoDataModule
 from wm.data.sources.dino_wm import DinoWMSource
 from wm.data.sources.frames_npz import FramesNpzSource
 from wm.data.sources.oxe_rlds import RT1_ACTION_FIELDS, OXERLDSSource
-from wm.data.sources.tfrecord import crc32c, masked_crc32c, parse_example, read_tfrecord
+from wm.data.sources.tfrecord import (_crc32c_loop, crc32c, index_tfrecord, masked_crc32c,
+                                      parse_example, read_record_at, read_tfrecord)
 from wm.data.sources.pusht_demos import PushTDemosSource
 from wm.data.sources.pusht_sim import PushTSimSource, block_com
 
@@ -152,6 +153,25 @@ def test_crc32c_known_vectors():
     assert crc32c(b"") == 0
     assert crc32c(bytes(32)) == 0x8A9136AA  # RFC 3720 B.4: 32 bytes of zeros
     assert crc32c(bytes(range(32))) == 0x46DD794E  # RFC 3720 B.4: incrementing bytes
+    assert crc32c(bytes([0xFF]) * 32) == 0x62A8AB43  # RFC 3720 B.4: 32 bytes of ones
+
+
+def test_crc32c_vectorised_equals_the_byte_loop():
+    """From 1 KiB on the numpy path runs; it must equal the loop at every length around its
+    lane (256 B) and merge (64 lanes, 64**2 lanes) boundaries, for any bytes and any alignment."""
+    rng = np.random.default_rng(0)
+    lengths = [1023, 1024, 1025, 1279, 1280, 4095, 16384, 16384 + 255, 16384 + 257,
+               256 * 64 * 64, 256 * 64 * 64 + 1, 256 * 64 * 65 + 3, 3_000_001]
+    for n in lengths:
+        data = rng.integers(0, 256, n + 3, dtype=np.uint8).tobytes()
+        for start in (0, 3):  # a view that does not start at an aligned address
+            view = memoryview(data)[start:start + n]
+            assert crc32c(view) == _crc32c_loop(view) ^ 0xFFFFFFFF, (n, start)
+    big = bytearray(rng.integers(0, 256, 200_000, dtype=np.uint8).tobytes())
+    before = crc32c(big)
+    big[123_456] ^= 0x01  # one flipped bit changes the CRC
+    assert crc32c(big) != before
+    assert crc32c(bytes(4096)) == _crc32c_loop(bytes(4096)) ^ 0xFFFFFFFF
 
 
 def _varint(v):
@@ -225,6 +245,16 @@ def test_tfrecord_reader_and_corruption(tmp_path):
     (tmp_path / "cut.tfrecord").write_bytes(good[:-6])
     with pytest.raises(DataError, match=r"cut\.tfrecord: truncated record 2"):
         list(read_tfrecord(tmp_path / "cut.tfrecord"))
+    # random access: the index from the headers, then one record at a time
+    index = index_tfrecord(tmp_path / "ok.tfrecord")
+    assert [read_record_at(tmp_path / "ok.tfrecord", k, *at) for k, at in enumerate(index)] == recs
+    with pytest.raises(DataError, match=r"cut\.tfrecord: truncated record 2"):
+        index_tfrecord(tmp_path / "cut.tfrecord")
+    flipped = bytearray(good)
+    flipped[14] ^= 0xFF
+    (tmp_path / "bad.tfrecord").write_bytes(bytes(flipped))
+    with pytest.raises(DataError, match=r"bad\.tfrecord: data CRC mismatch at record 0"):
+        read_record_at(tmp_path / "bad.tfrecord", 0, *index_tfrecord(tmp_path / "bad.tfrecord")[0])
 
 
 def _official_example_class():
@@ -311,6 +341,52 @@ def test_rlds_config_errors(shared_data, tmp_path):
     with pytest.raises(DataError, match=r"bridge_dataset-val\.tfrecord-00000-of-00001: data CRC mismatch"):
         src.write(tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+BRIDGE_KEYS = dict(camera="steps/observation/image_0", action_fields=["steps/action"],
+                   language_field="steps/language_instruction")
+
+
+@pytest.mark.real_data
+def test_rlds_workers_write_the_same_dataset(shared_data, tmp_path):
+    """Worker processes change the speed, not the episodes: frames, actions, language, meta and
+    order equal the one-process conversion; a corrupt record is reported the same way."""
+    data_dir = str(shared_data / BRIDGE)
+    one = EpisodeStore(OXERLDSSource(data_dir, **BRIDGE_KEYS).write(tmp_path / "one"))
+    three = EpisodeStore(OXERLDSSource(data_dir, workers=3, **BRIDGE_KEYS).write(tmp_path / "three"))
+    assert len(one) == len(three) == 25
+    for i in range(25):
+        np.testing.assert_array_equal(np.asarray(one.frames(i)), np.asarray(three.frames(i)))
+        np.testing.assert_array_equal(one.actions(i), three.actions(i))
+        assert one.language(i) == three.language(i) and one.meta(i) == three.meta(i)
+    assert [one.meta(i)["record"] for i in range(25)] == list(range(25))
+    few = list(OXERLDSSource(data_dir, workers=2, max_episodes=3, **BRIDGE_KEYS).episodes())
+    assert [m["record"] for *_, m in few] == [0, 1, 2]
+
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(shared_data / BRIDGE, copy)
+    shard = copy / "bridge_dataset-train.tfrecord-00000-of-00001"
+    data = bytearray(shard.read_bytes())
+    data[5000] ^= 0x55
+    shard.chmod(0o644)
+    shard.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"train\.tfrecord-00000-of-00001: data CRC mismatch at record 0"):
+        list(OXERLDSSource(str(copy), workers=2, **BRIDGE_KEYS).episodes())
+
+
+@pytest.mark.real_data
+def test_rlds_image_reduce_and_option_errors(shared_data):
+    data_dir = str(shared_data / BRIDGE)
+    full = next(OXERLDSSource(data_dir, max_episodes=1, **BRIDGE_KEYS).episodes())[0]
+    half = next(OXERLDSSource(data_dir, max_episodes=1, image_reduce=2, **BRIDGE_KEYS).episodes())[0]
+    assert full.shape == (10, 64, 64, 3) and half.shape == (10, 32, 32, 3)
+    box = full.reshape(10, 32, 2, 32, 2, 3).mean(axis=(2, 4))  # DCT scaling ~ a 2x2 box filter
+    assert np.abs(half - box).mean() < 8 and half.std() > 10
+    with pytest.raises(DataError, match=r"workers=0: use an integer >= 1 \(--workers\)"):
+        OXERLDSSource(data_dir, workers=0, **BRIDGE_KEYS)
+    with pytest.raises(DataError, match=r"image_reduce=3: use one of \(1, 2, 4, 8\)"):
+        OXERLDSSource(data_dir, image_reduce=3, **BRIDGE_KEYS)
 
 
 @pytest.mark.real_data

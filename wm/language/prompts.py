@@ -15,6 +15,10 @@ Departures:
   ``observation``/``look``/``inventory`` are not predicted, so they are not shown).
 - Prompts are built from named *parts* (``text_game_prompt_parts``) so a DataModule can drop
   the in-context example first when a prompt is too long, rather than cutting text blindly.
+
+These are our prompts (``prompt_style="ours"``). The reference's exact prompts, which the
+paper's released text world models were trained on, are ``wm.language.reference_prompts``
+(``prompt_style="reference"``).
 """
 from __future__ import annotations
 

@@ -4,6 +4,11 @@ Paper: RLVR-World (NeurIPS 2025), Sec. 4.2 (WMA next-state descriptions). Record
 official split here: ``val_path`` or a seeded ``val_fraction`` of ``path``. An over-long prompt
 keeps the first lines of the accessibility tree that fit (whole lines; a note says it was cut).
 Every record counts as changed.
+
+``prompt_style="reference"``: the reference world model's exact prompt
+(``wm.language.reference_prompts``, following thuml/RLVR-World ``lang_wm/webagent/agent/prompts/
+jsons/state_prediction/rlvr_world_model_prompt.json``), never shortened (an over-long one is
+dropped). The target (the record's ``next_state_tao``) is the same in both styles.
 """
 from __future__ import annotations
 
@@ -14,7 +19,10 @@ from typing import Callable, Iterator
 
 from wm.data.text_worlds.records import check_fields
 from wm.language.prompts import join_parts, web_prompt_parts
+from wm.language.reference_prompts import web_reference_prompt
 from wm.textworld.web_answer import format_target
+
+PROMPT_STYLES = ("ours", "reference")
 
 WEB_FIELDS = ("objective", "url", "current_action", "observation", "next_state_tao")
 CUT_NOTE = "\n[... the rest of the accessibility tree is cut ...]"
@@ -27,16 +35,21 @@ class WebArenaWorld:
         path: a JSON file (list of records) (``data.path``).
         val_path: validation file (else ``val_fraction`` of ``path``, seeded).
         val_fraction: validation share when ``val_path`` is None.
+        prompt_style: "ours" (default) or "reference" (the reference's exact prompt).
     """
 
     name = "webarena"
 
     def __init__(self, path: str | None = None, val_path: str | None = None,
-                 val_fraction: float = 0.2):
+                 val_fraction: float = 0.2, prompt_style: str = "ours"):
         if not path:
             raise ValueError("TextStateDataModule: the webarena world needs data.path (a JSON list "
                              "of WMA records)")
+        if prompt_style not in PROMPT_STYLES:
+            raise ValueError(f"WebArenaWorld: prompt_style={prompt_style!r}; use one of "
+                             f"{PROMPT_STYLES} (data.datamodule.world.prompt_style)")
         self.path, self.val_path, self.val_fraction = Path(path), val_path, val_fraction
+        self.prompt_style = prompt_style
 
     @staticmethod
     def _read(p: Path) -> list[dict]:
@@ -59,7 +72,11 @@ class WebArenaWorld:
 
     def prompt_candidates(self, record: dict, shorten: bool,
                           fits: Callable[[str], bool]) -> Iterator[str]:
-        """The full prompt, then (``shorten``) the longest prefix of whole tree lines that fits."""
+        """The full prompt, then (``shorten``) the longest prefix of whole tree lines that fits;
+        the reference prompt alone for ``prompt_style="reference"``."""
+        if self.prompt_style == "reference":
+            yield web_reference_prompt(record)
+            return
         yield join_parts(web_prompt_parts(record))
         if shorten:
             lines = record["observation"].splitlines()
