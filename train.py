@@ -6,17 +6,23 @@
     python train.py --help                           # config groups and options
 
 Configs live in conf/ (see README "Configuration"). Heavy libraries are imported lazily so
-``--help`` and config errors are fast.
+``--help`` and config errors are fast. A config error is one line naming the option
+(wm/cli/config_check.py; HYDRA_FULL_ERROR=1 shows the traceback).
 """
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+
+from wm.cli.config_check import check_override_types, one_line_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    runner = instantiate(cfg.stage.runner)
-    runner(cfg)
+    with one_line_errors():
+        check_override_types(cfg, HydraConfig.get().overrides.task, "train")
+        runner = instantiate(cfg.stage.runner)
+        runner(cfg)
 
 
 if __name__ == "__main__":

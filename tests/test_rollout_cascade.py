@@ -66,3 +66,12 @@ def test_group_of_one_uses_the_plain_cache_and_top_k_still_works():
     fast, plain = _both(model, ids, None, plan, G=3, top_k=5)
     assert torch.equal(fast.tokens, plain.tokens)
     assert model.config._attn_implementation == "sdpa"        # restored after sampling
+
+
+def test_a_single_prompt_batch():
+    """B = 1 (one prompt, G rows): the merged output is laid out correctly (was a view error)."""
+    model = _qwen(40)
+    ids = torch.randint(3, 40, (1, 6), generator=torch.Generator().manual_seed(2))
+    plan = ResponsePlan(5, allowed_lo=0, allowed_hi=40, eos_id=2, pad_id=0)
+    fast, plain = _both(model, ids, torch.ones_like(ids, dtype=torch.bool), plan, G=3)
+    torch.testing.assert_close(fast.logits, plain.logits, atol=1e-5, rtol=1e-5)

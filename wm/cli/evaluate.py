@@ -2,7 +2,15 @@
 
 What is evaluated follows from the checkpoint's contents (a world-model checkpoint carries a
 ``wm_policy`` entry written by the MLE/GRPO stages; a tokenizer checkpoint its tokenizer
-config), so one command serves every stage.
+config), so one command serves every stage. A Hugging Face hub id or a released folder works too.
+
+Nothing is scored silently on the wrong thing. Before any work: a checkpoint whose data facts
+(modality, action dimension, frame size, context frames; recorded by the training in every
+checkpoint, :mod:`wm.cli.run_identity`) differ from the data's is refused; a checkpoint trained on
+other data (its run identity's data settings) is refused unless ``allow_other_data=true``; an
+empty held-out split is refused, naming the option that makes one. Results go to a folder named
+by what was evaluated, ``<run>/eval/<checkpoint>-<data>-<hash of checkpoint version, data and
+settings>/``, and an ``out_dir`` that holds another evaluation's results is never overwritten.
 """
 from __future__ import annotations
 
@@ -12,13 +20,23 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from wm.cli.fit import configure_threads
+from wm.cli.run_identity import (checkpoint_facts, data_facts, data_identity,
+                                 describe_difference, differences, fingerprint, read_identity)
+from wm.cli.upstream import MissingCheckpointError, run_folder, train_command
 from wm.utils.checkpoints import load_checkpoint_file
 from wm.vision.registry import looks_like_hub_id
 
 log = logging.getLogger(__name__)
+
+#: eval.py options that change the numbers (part of an evaluation's name)
+SETTINGS = ("seed", "num_samples", "horizon", "temperature", "top_k", "max_batches", "batch_size")
+
+
+class EvaluationRefused(SystemExit):
+    """An evaluation that would score the wrong thing or nothing (one line to print)."""
 
 
 def metrics_table(rows: dict[str, dict[str, float]], keys: list[str] | None = None) -> str:
@@ -31,9 +49,62 @@ def metrics_table(rows: dict[str, dict[str, float]], keys: list[str] | None = No
     return "\n".join(lines)
 
 
-def default_out_dir(ckpt: Path) -> Path:
-    """``runs/<data>/<stage>/checkpoints/x.ckpt`` -> ``runs/<data>/<stage>/eval``."""
-    return ckpt.parent.parent / "eval" if ckpt.parent.name == "checkpoints" else ckpt.parent / "eval"
+def evaluation_key(cfg: DictConfig, path: Path) -> dict:
+    """What an evaluation is: the checkpoint (path), the data (its identity and task settings,
+    the checkpoint's own tokenizer aside) and eval.py's settings."""
+    task = OmegaConf.to_container(cfg.data.task, resolve=True) if cfg.data.get("task") else {}
+    task.pop("tokenizer_ckpt", None)
+    return {"ckpt": str(path.resolve()), "data": data_identity(cfg), "task": task,
+            "settings": {k: OmegaConf.select(cfg, k, default=None) for k in SETTINGS}}
+
+
+def default_out_dir(cfg: DictConfig, path: Path, key: dict) -> Path:
+    """``<run>/eval/<checkpoint>-<data>-<hash>``: the hash covers the checkpoint's version
+    (modification time), the data and the settings, so no two evaluations share a folder.
+    A released folder or hub id (no run folder): ``runs/eval/<its name>/<data>-<hash>``."""
+    version = path.stat().st_mtime if path.exists() else None
+    tag = fingerprint({**key, "ckpt_mtime": version})[:8]
+    if path.is_dir():
+        return Path(cfg.paths.runs_dir) / "eval" / path.name / f"{cfg.data.name}-{tag}"
+    base = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return base / "eval" / f"{path.stem}-{cfg.data.name}-{tag}"
+
+
+def claim_out_dir(out_dir: Path, key: dict) -> None:
+    """Refuse an ``out_dir`` whose ``metrics.json`` belongs to another evaluation (same key =
+    the same evaluation again, e.g. of an updated checkpoint: its files are replaced)."""
+    saved_path = out_dir / "metrics.json"
+    if not saved_path.is_file():
+        return
+    try:
+        saved = json.loads(saved_path.read_text())
+    except ValueError:
+        saved = {}
+    other = saved.get("evaluation")
+    if other is None:                        # written before evaluations had keys
+        same = saved.get("ckpt") in (None, key["ckpt"], str(Path(key["ckpt"]).name)) or \
+            Path(str(saved.get("ckpt"))).resolve() == Path(key["ckpt"])
+        if same:
+            return
+        other = {"ckpt": saved.get("ckpt")}
+    flat_saved, flat_key = _flatten(other), _flatten(key)
+    diff = differences(flat_saved, flat_key)
+    if diff:
+        raise EvaluationRefused(
+            f"out_dir={out_dir} holds the results of another evaluation "
+            f"({describe_difference(flat_saved, flat_key, diff)}): pass another out_dir, or "
+            "`out_dir=null` for a folder named by what is evaluated (nothing was overwritten)")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict) and k in ("data", "settings", "task") and not prefix:
+            out.update(_flatten(v, f"{k}."))
+        else:
+            out[name] = v
+    return out
 
 
 def _datamodule(cfg: DictConfig):
@@ -48,6 +119,9 @@ def _datamodule(cfg: DictConfig):
 
 def evaluate(cfg: DictConfig) -> dict:
     """Evaluate ``cfg.ckpt``; returns the summary dict and writes it under ``out_dir``."""
+    from wm.cli.progress import single_log_output
+
+    single_log_output()
     configure_threads(cfg)
     path = Path(cfg.ckpt)
     if not path.exists() and looks_like_hub_id(str(cfg.ckpt)):   # a released model by hub id
@@ -55,39 +129,139 @@ def evaluate(cfg: DictConfig) -> dict:
 
         path = resolve_checkpoint(cfg.ckpt)
     if not path.exists():
-        raise SystemExit(f"ckpt={path}: no such file. Train it first, e.g. "
-                         f"`python train.py stage=mle data={cfg.data.name}`")
-    if cfg.get("out_dir"):
-        out_dir = Path(cfg.out_dir)
-    elif path.is_dir():   # a released / exported folder (maybe in the hub cache): under runs/
-        out_dir = Path(cfg.paths.runs_dir) / "eval" / path.name
-    else:
-        out_dir = default_out_dir(path)
+        raise MissingCheckpointError(f"ckpt={path}: no such file. Train it first: "
+                                     f"`{train_command(path, cfg)}`, or pass an existing ckpt")
+    key = evaluation_key(cfg, path)
+    out_dir = Path(cfg.out_dir) if cfg.get("out_dir") else default_out_dir(cfg, path, key)
+    claim_out_dir(out_dir, key)
+    ckpt = load_checkpoint_file(path, weights_only=False) if path.is_file() else {}
+    released_tokenizer = path.is_dir() and (path / "diffusion_pytorch_model.safetensors").is_file()
+    is_tokenizer = released_tokenizer or ("tokenizer_config" in ckpt and "wm_policy" not in ckpt)
+    if not (is_tokenizer or "wm_policy" in ckpt or path.is_dir()):
+        raise EvaluationRefused(f"ckpt={path} is neither a tokenizer nor a world-model checkpoint "
+                                "of this project (no 'tokenizer_config' or 'wm_policy' entry)")
+    dm = _datamodule(cfg)
+    recorded = _recorded_identity(path, ckpt)
+    check_facts(cfg, path, ckpt, dm, tokenizer=is_tokenizer)
+    check_not_empty(cfg, dm, recorded)
+    check_same_data(cfg, path, recorded)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    ckpt = load_checkpoint_file(path, weights_only=False) if path.is_file() else {}
-    dm = _datamodule(cfg)
 
-    released_tokenizer = path.is_dir() and (path / "diffusion_pytorch_model.safetensors").is_file()
-    if released_tokenizer:
-        summary = _evaluate_tokenizer(cfg, path, dm, device)
-    elif "wm_policy" in ckpt or path.is_dir():
-        summary = _evaluate_world_model(cfg, path, ckpt, dm, device, out_dir)
-    elif "tokenizer_config" in ckpt:
+    if is_tokenizer:
         summary = _evaluate_tokenizer(cfg, path, dm, device)
     else:
-        raise SystemExit(f"ckpt={path} is neither a tokenizer nor a world-model checkpoint of "
-                         "this project (no 'tokenizer_config' or 'wm_policy' entry)")
+        summary = _evaluate_world_model(cfg, path, ckpt, dm, device, out_dir)
+    if summary.get("num_predictions", 1) == 0:
+        raise EvaluationRefused(f"ckpt={path}: nothing was evaluated (num_predictions 0); "
+                                + _empty_split_fix(cfg, recorded) + " (no metrics were written)")
 
     result = {"ckpt": str(path), "ckpt_mtime": path.stat().st_mtime,
               "data": cfg.data.name, "seed": int(cfg.seed), "horizon": int(cfg.get("horizon") or 1),
-              "num_samples": int(cfg.get("num_samples", 1)), "metrics": summary}
+              "num_samples": int(cfg.get("num_samples", 1)), "metrics": summary,
+              "evaluation": key}
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True))
     table = metrics_table({path.parent.parent.name or str(path): summary})
     (out_dir / "metrics.md").write_text(table + "\n")
     print(table)
     print(f"\nwrote {out_dir / 'metrics.json'}")
     return summary
+
+
+# ------------------------------------------------------------------------ refusals (one line)
+def _data_where(cfg: DictConfig) -> str:
+    for k in ("root", "path"):
+        if cfg.data.get(k):
+            return f"data={cfg.data.name} (data.{k}={cfg.data[k]})"
+    return f"data={cfg.data.name}"
+
+
+FACT_TEXT = {"modality": "{} data", "action_dim": "{}-d actions", "frame_size": "{} frames",
+             "context_frames": "{} context frames", "vocab_size": "a {}-id vocabulary"}
+FACT_OPTION = {"modality": "data", "action_dim": "data.root", "frame_size": "data.resolution",
+               "context_frames": "data.context_frames", "vocab_size": "data.task.tokenizer_ckpt"}
+
+
+def _fact(key: str, value) -> str:
+    if key == "frame_size":
+        value = "x".join(str(v) for v in value)
+    return FACT_TEXT[key].format(value)
+
+
+def check_facts(cfg: DictConfig, path: Path, ckpt: dict, dm, tokenizer: bool) -> None:
+    """Refuse a checkpoint whose recorded data facts differ from the data's (before any work)."""
+    want = checkpoint_facts(ckpt) if ckpt else {}
+    have = data_facts(cfg, dm)
+    keys = ("modality", "frame_size") if tokenizer else \
+        ("modality", "action_dim", "frame_size", "context_frames")
+    for k in keys:
+        if k in want and k in have and want[k] != have[k]:
+            recorded = ((ckpt.get("wm_run") or {}).get("identity") or {})
+            own = next((f" (its data: {n}={recorded[n]})" for n in ("data.root", "data.path")
+                        if recorded.get(n)), "")
+            raise EvaluationRefused(
+                f"ckpt={path} was trained on {_fact(k, want[k])} but {_data_where(cfg)} has "
+                f"{_fact(k, have[k])} ({FACT_OPTION[k]}): evaluate it on data like its own{own}; "
+                "nothing was evaluated")
+
+
+def _recorded_identity(path: Path, ckpt: dict) -> dict | None:
+    run = (ckpt.get("wm_run") or {}).get("identity")
+    if run:
+        return run
+    folder = run_folder(path) if path.is_file() else None
+    return read_identity(folder) if folder is not None else None
+
+
+def check_same_data(cfg: DictConfig, path: Path, recorded: dict | None) -> None:
+    """Refuse to score a checkpoint on other data than its run's (``recorded``: its run
+    identity), unless ``allow_other_data=true``."""
+    if not recorded or cfg.get("allow_other_data"):
+        return
+    current = data_identity(cfg)
+    diff = differences(recorded, current, keys=[k for k in current if k in recorded])
+    if diff:
+        raise EvaluationRefused(
+            f"ckpt={path} was trained on other data: "
+            f"{describe_difference(recorded, current, diff)}; "
+            "evaluate it with its run's data settings, or pass `allow_other_data=true` to score "
+            "it on this data on purpose (results are named by the data)")
+
+
+def _empty_split_fix(cfg: DictConfig, recorded: dict | None = None) -> str:
+    """What makes the held-out split non-empty: the option and a value (the training's when
+    the run recorded one)."""
+    dmc = cfg.data.get("datamodule") or {}
+    world = dmc.get("world") or {}
+    if cfg.get("max_batches") == 0:
+        return "max_batches=0 evaluates nothing: pass `max_batches=null` (the whole split)"
+    if "val_every" in dmc:
+        trained = (recorded or {}).get("data.datamodule.val_every")
+        every = trained if isinstance(trained, int) and trained > 0 else 10
+        source = "the value the model was trained with" if every == trained else \
+            "use the value the model was trained with"
+        return (f"data.datamodule.val_every={dmc.val_every} holds out no episode of "
+                f"{_data_where(cfg)}: pass `data.datamodule.val_every={every}` (episode i is held "
+                f"out when i % {every} == 0; {source})")
+    if "val_fraction" in world:
+        return (f"{_data_where(cfg)} has no held-out record: pass "
+                "`data.datamodule.world.val_fraction=0.2` or data.datamodule.world.val_path=<file>")
+    if "toy_val" in world:
+        return "the toy world has no held-out record: pass `data.datamodule.world.toy_val=32`"
+    return f"the held-out split of {_data_where(cfg)} is empty: give it examples"
+
+
+def check_not_empty(cfg: DictConfig, dm, recorded: dict | None = None) -> None:
+    """Refuse an evaluation with nothing to evaluate (an empty held-out split)."""
+    loader = dm.val_dataloader()
+    empty = cfg.get("max_batches") == 0
+    try:
+        empty = empty or len(loader) == 0
+    except TypeError:
+        pass                             # a stream without a length: counted after the run
+    if empty:
+        raise EvaluationRefused(f"ckpt={cfg.ckpt}: nothing to evaluate; "
+                                f"{_empty_split_fix(cfg, recorded)}")
 
 
 def _evaluate_tokenizer(cfg, path: Path, dm, device) -> dict:
@@ -107,6 +281,13 @@ def _evaluate_world_model(cfg, path: Path, ckpt: dict, dm, device, out_dir: Path
     task_kwargs = (ckpt.get("wm_policy") or {}).get("task_kwargs", {})
     task = instantiate(cfg.data.task, _convert_="all", **task_kwargs)
     task.connect(dm)
+    want = checkpoint_facts(ckpt).get("vocab_size") if ckpt else None
+    have = getattr(getattr(task, "vocab", None), "vocab_size", None)
+    if want is not None and have is not None and want != have:
+        raise EvaluationRefused(
+            f"ckpt={path} was trained with {_fact('vocab_size', want)} but its tokenizer and "
+            f"data.task layout give {have} (data.task.layout, data.task.action_bins, "
+            "data.task.visual_order): evaluate it with the settings it was trained with")
     policy = task.build_policy(None, init=str(path))
     task.to(device)
     policy.to(device)

@@ -2,20 +2,26 @@
 
 Nothing here dispatches on names: the stage config says which LightningModule to build, the
 data config which DataModule and Task, the model config which network.
+
+Around the fit, a run folder is kept to one run: its upstream checkpoints must exist and come
+from finished runs (:mod:`wm.cli.upstream`), one training at a time holds it
+(:mod:`wm.cli.run_lock`), and a resume must have the run's identity (:mod:`wm.cli.run_identity`);
+every checkpoint records that identity and its data's facts. ``DONE`` marks a finished run.
 """
 from __future__ import annotations
 
 import json
 import logging
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-log = logging.getLogger(__name__)
+from wm.cli.upstream import DONE  # noqa: F401  (re-exported: the pipeline reads it from here)
 
-DONE = "DONE"
+log = logging.getLogger(__name__)
 
 
 def threads_for(cfg: DictConfig) -> int | None:
@@ -53,8 +59,11 @@ def last_checkpoint(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "last.ckpt"
 
 
-def build_trainer(cfg: DictConfig, **overrides):
-    """The Lightning Trainer with the configured logger and callbacks."""
+def build_trainer(cfg: DictConfig, extra_callbacks=(), **overrides):
+    """The Lightning Trainer with the configured logger and callbacks (then ``extra_callbacks``;
+    a progress bar gets :func:`wm.cli.progress.resumed_rate_callback` after it)."""
+    from wm.cli.progress import resumed_rate_callback
+
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     callbacks = []
     for name, cb_cfg in (cfg.get("callbacks") or {}).items():
@@ -63,29 +72,58 @@ def build_trainer(cfg: DictConfig, **overrides):
         if name == "progress_bar" and not cfg.trainer.get("enable_progress_bar", True):
             continue  # Lightning refuses a progress-bar callback when bars are disabled
         callbacks.append(instantiate(cb_cfg))
+        if name == "progress_bar":
+            callbacks.append(resumed_rate_callback())
+    callbacks.extend(extra_callbacks)
     return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, **overrides)
 
 
 def fit_stage(cfg: DictConfig) -> dict:
     """Train ``cfg.stage`` on ``cfg.data``; resume from ``<run_dir>/checkpoints/last.ckpt``.
 
+    Refuses, each with one line and before anything is built: an existing run with
+    ``resume=false``; a missing upstream checkpoint or one from an unfinished run
+    (:func:`wm.cli.upstream.check_upstream`); a run folder held by another live training
+    (:class:`wm.cli.run_lock.RunLock`); a resume with other settings than the run's
+    (:func:`wm.cli.run_identity.check_run_identity`).
+
     Returns the final logged metrics (floats) and writes them to ``<run_dir>/DONE``.
     """
-    import lightning as L
+    from wm.cli.progress import single_log_output
+    from wm.cli.run_identity import (check_run_identity, new_run_override, run_identity,
+                                     run_record_callback)
+    from wm.cli.run_lock import RunLock, launcher_process
+    from wm.cli.upstream import check_upstream
 
+    single_log_output()
     configure_threads(cfg)
     run_dir = Path(cfg.run_dir)
     ckpt = last_checkpoint(run_dir)
     if ckpt.exists() and not cfg.resume:
         raise SystemExit(f"{ckpt} exists and resume=false: pass resume=true to continue that run, "
                          f"or run_dir=<new folder> to start another one (nothing was overwritten)")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=False))
+    check_upstream(cfg)
+    launcher = launcher_process()
+    lock = RunLock(run_dir, new_run=new_run_override(cfg, run_identity(cfg))) if launcher \
+        else nullcontext()
+    with lock:
+        identity = check_run_identity(cfg, run_dir, write=launcher,
+                                      has_progress=ckpt.exists() or (run_dir / DONE).exists())
+        if launcher:
+            (run_dir / DONE).unlink(missing_ok=True)   # a continued run is unfinished again
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=False))
+        return _fit(cfg, run_dir, ckpt, run_record_callback(cfg, identity))
+
+
+def _fit(cfg: DictConfig, run_dir: Path, ckpt: Path, record) -> dict:
+    """Build the DataModule, the stage's module and the Trainer; fit; export; write ``DONE``."""
+    import lightning as L
+
     L.seed_everything(int(cfg.seed), workers=True)
 
     datamodule = instantiate(cfg.data.datamodule, _convert_="all")
     module = instantiate(cfg.stage.module, _convert_="all")
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, extra_callbacks=[record])
     resume_from = str(ckpt) if ckpt.exists() else None
     if resume_from:
         log.info("resuming %s from %s", cfg.stage.name, resume_from)

@@ -146,7 +146,7 @@ def cascade_attention(module, query, key, value, attention_mask, scaling=None, d
     m = torch.maximum(mp, ms)
     wp, ws = torch.exp(mp - m), torch.exp(ms - m)
     out = (op * wp + os_ * ws) / (lp * wp + ls * ws)                 # (R, Hkv, grp*q, D)
-    return out.view(R, H, q, D).transpose(1, 2).contiguous(), None
+    return out.reshape(R, H, q, D).transpose(1, 2).contiguous(), None
 
 
 AttentionInterface.register(IMPLEMENTATION, cascade_attention)
