@@ -105,7 +105,7 @@ def cascade_attention(module, query, key, value, attention_mask, scaling=None, d
 
     Falls back to SDPA outside cascade decoding (the prefill, or no cascade cache). The 4-D
     boolean ``attention_mask`` (R|1, 1, q, P+n), True = attend, carries prompt padding and the
-    response's causality. Returns (R, q, H, D) like the other ``transformers`` attentions.
+    response's causality; None (no padding) means causal among the q new tokens only. Returns (R, q, H, D) like the other ``transformers`` attentions.
     """
     layer = None if wm_cascade is None else wm_cascade.layers[module.layer_idx]
     if layer is None or key.shape[0] != layer.rows or layer.prefix_len == 0 or layer.n == 0:
@@ -136,6 +136,11 @@ def cascade_attention(module, query, key, value, attention_mask, scaling=None, d
         sm = mask[..., P:]                                           # (R|1, 1, q, n)
         sm = sm.unsqueeze(2).expand(sm.shape[0], 1, grp, q, sm.shape[-1])
         ss = ss.masked_fill(~sm.reshape(sm.shape[0], 1, grp * q, -1), neg)
+    elif q > 1:   # no padding: only the new tokens' causality among themselves
+        n = key.shape[-2]
+        causal = torch.arange(n, device=query.device)[None, :] <= \
+            torch.arange(n - q, n, device=query.device)[:, None]      # (q, n)
+        ss = ss.masked_fill(~causal.repeat(grp, 1), neg)
     ms, ls, os_ = _partial(ss, value)                                 # (R, Hkv, grp*q, ·)
 
     def rows(x):  # (B, Hkv, G*grp*q, c) -> (R, Hkv, grp*q, c)

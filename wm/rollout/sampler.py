@@ -281,8 +281,6 @@ def sample_cached(model, prompt_ids, prompt_mask, plan, group_size=1, temperatur
         pos = n_real[:, None] + torch.arange(fed, t + 1, device=dev)[None]  # (R, q)
         kv_mask = _attention(key_valid, q, P + t + 1, dev)
         fed = t + 1
-        if use_cascade and kv_mask is None:  # the cascade attention needs the key layout
-            kv_mask = torch.ones(1, 1, q, P + t + 1, dtype=torch.bool, device=dev)
         return _forward_logits(model, ids, kv_mask, pos, cache, **extra)
 
     with _EvalMode(model), (cascade_attention_enabled(model) if use_cascade else nullcontext()):
