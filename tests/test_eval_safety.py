@@ -150,3 +150,19 @@ def test_the_pipeline_folder_is_reused_by_the_same_evaluation_only(trained):
     evaluate(eval_cfg(trained, trained["a"], [f"out_dir={out}"]))
     assert json.loads((out / "metrics.json").read_text())["evaluation"]["ckpt"] == \
         str(trained["ckpt"].resolve())
+
+
+def test_eval_takes_a_hugging_face_world_model_folder(trained, tmp_path):
+    """eval.py ckpt=<folder> (the released world models' layout, or our own export): the folder's
+    LlamaForCausalLM is scored with the data's task; results land under runs/eval/<folder>."""
+    from wm.tasks.video import VideoTask
+
+    tok = trained["base"] / "tok.ckpt"
+    task = VideoTask(str(tok), context_frames=1)
+    policy = task.build_policy(None, init=str(trained["ckpt"]))
+    folder = task.export(policy, tmp_path / "export")["hf"]
+    cfg = eval_cfg(trained, trained["a"], [f"ckpt={folder}", f"data.task.tokenizer_ckpt={tok}",
+                                           "allow_other_data=true"])
+    summary = evaluate(cfg)
+    assert summary["num_predictions"] > 0 and 0 < summary["mae"] < 1
+    assert (trained["base"] / "runs" / "eval" / "hf").is_dir()
