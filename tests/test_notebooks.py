@@ -41,7 +41,7 @@ def tiny_env(tmp_path_factory) -> dict:
 def test_notebooks_are_stripped_and_valid():
     import nbformat
 
-    assert len(NOTEBOOKS) == 4, [p.name for p in NOTEBOOKS]
+    assert len(NOTEBOOKS) == 5, [p.name for p in NOTEBOOKS]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)

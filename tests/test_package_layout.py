@@ -9,7 +9,7 @@ WM = Path(__file__).resolve().parents[1] / "wm"
 
 # data path order: a package may import only from itself and from packages earlier in this list
 FLOW = ["utils", "textworld", "language", "data", "vision", "rollout", "world", "rewards", "rl",
-        "tasks", "evaluation", "stages", "cli"]
+        "tasks", "evaluation", "planning", "stages", "cli"]
 
 
 def _package(module: str) -> str | None:
