@@ -42,6 +42,15 @@ def test_pipeline_runs_skips_finished_steps_and_resumes(tmp_path, capsys):
     assert (runs / "tokenizer" / "DONE").exists() and (runs / "mle" / "DONE").exists()
     comparison = (runs / "comparison.md").read_text()
     assert comparison.count("| MLE |") == 2 and "open-loop prediction of 2 steps" in comparison
+    # the copy-last-frame row in both tables (eval.py ckpt=copy_last_frame, same clips)
+    assert comparison.count("| copy last frame |") == 2
+    copy_files = sorted((runs / "baselines").glob("copy_last_frame-*/metrics.json"))
+    assert len(copy_files) == 2
+    copy_mtimes = [f.stat().st_mtime for f in copy_files]
+    copy1 = [json.loads(f.read_text()) for f in copy_files if
+             json.loads(f.read_text())["horizon"] == 1][0]["metrics"]
+    assert copy1["repeat"] == 1.0 and copy1["mae"] > 0 and "stlpips" in copy1
+    assert f"| copy last frame | {copy1['mae']:.4g} |" in comparison
     h2 = json.loads((runs / "mle" / "eval_open_loop_2" / "metrics.json").read_text())
     assert h2["horizon"] == 2 and {"mae@1", "mae@2", "repeat"} <= set(h2["metrics"])
     timings = json.loads((runs / "pipeline_timing.json").read_text())
@@ -53,6 +62,7 @@ def test_pipeline_runs_skips_finished_steps_and_resumes(tmp_path, capsys):
     rows2, out = _run(tmp_path, 4, capsys, extra)
     assert "tokenizer: done already" in out and "mle: done already" in out
     assert "evaluating" not in out and eval_file.stat().st_mtime == before
+    assert [f.stat().st_mtime for f in copy_files] == copy_mtimes   # baseline cached too
     assert rows2 == rows
 
     # an interrupted MLE step (checkpoint, no DONE) resumes from its step, not from zero

@@ -26,6 +26,7 @@ from wm.cli.fit import configure_threads
 from wm.cli.run_identity import (checkpoint_facts, data_facts, data_identity,
                                  describe_difference, differences, fingerprint, read_identity)
 from wm.cli.upstream import MissingCheckpointError, run_folder, train_command
+from wm.evaluation.baselines import BASELINES
 from wm.utils.checkpoints import load_checkpoint_file
 from wm.vision.registry import looks_like_hub_id
 
@@ -123,6 +124,10 @@ def evaluate(cfg: DictConfig) -> dict:
 
     single_log_output()
     configure_threads(cfg)
+    if str(cfg.ckpt) in BASELINES:
+        from wm.cli.evaluate_baseline import evaluate_baseline
+
+        return evaluate_baseline(cfg)
     path = Path(cfg.ckpt)
     if not path.exists() and looks_like_hub_id(str(cfg.ckpt)):   # a released model by hub id
         from wm.vision.released.io import resolve_checkpoint
@@ -160,15 +165,18 @@ def evaluate(cfg: DictConfig) -> dict:
               "data": cfg.data.name, "seed": int(cfg.seed), "horizon": int(cfg.get("horizon") or 1),
               "num_samples": int(cfg.get("num_samples", 1)), "metrics": summary,
               "evaluation": key}
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-    table = metrics_table({path.parent.parent.name or str(path): summary})
-    (out_dir / "metrics.md").write_text(table + "\n")
-    print(table)
-    print(f"\nwrote {out_dir / 'metrics.json'}")
+    _write_result(out_dir, result, path.parent.parent.name or str(path))
     return summary
 
 
-# ------------------------------------------------------------------------ refusals (one line)
+def _write_result(out_dir: Path, result: dict, label: str) -> None:
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+    table = metrics_table({label: result["metrics"]})
+    (out_dir / "metrics.md").write_text(table + "\n")
+    print(table)
+    print(f"\nwrote {out_dir / 'metrics.json'}")
+
+
 def _data_where(cfg: DictConfig) -> str:
     for k in ("root", "path"):
         if cfg.data.get(k):

@@ -19,16 +19,18 @@ from omegaconf import DictConfig, open_dict
 
 from wm.cli.evaluate import metrics_table
 from wm.cli.fit import DONE, fit_stage, last_checkpoint
+from wm.evaluation.baselines import BASELINES
 
 log = logging.getLogger(__name__)
 
 #: columns of the final table (those present are shown)
-TABLE_KEYS = ["mae", "mse", "psnr", "ssim", "lpips", "repeat", "repeat_truth", "repeat_spurious",
+TABLE_KEYS = ["mae", "mse", "psnr", "ssim", "lpips", "stlpips", "repeat", "repeat_truth", "repeat_spurious",
               "reward"]
 
 
 #: options of the pipeline itself, not passed on to the steps
-PIPELINE_KEYS = ("stage.steps", "stage.evaluate", "stage.eval_settings", "stage.open_loop_horizon")
+PIPELINE_KEYS = ("stage.steps", "stage.evaluate", "stage.eval_settings", "stage.open_loop_horizon",
+                 "stage.baseline")
 
 
 def user_overrides() -> list[str]:
@@ -69,6 +71,18 @@ def _cached_eval(path: Path, ckpt: Path, seed: int, settings: dict) -> dict | No
             "num_samples": int(settings.get("num_samples", 1)),
             "horizon": int(settings.get("horizon", 1))}
     return saved["metrics"] if {k: saved.get(k) for k in want} == want else None
+
+
+def _baseline_row(name: str, step: str, overrides: list[str], settings: dict) -> dict:
+    """Metrics of ``eval.py ckpt=<name>`` (e.g. copy_last_frame) with the step's data and settings (one
+    prediction per clip: it is deterministic), cached under ``<run>/baselines/``."""
+    from wm.cli.evaluate_baseline import evaluate_baseline
+
+    step_cfg = step_config(step, overrides)
+    cfg = _eval_config(step_cfg, Path(name), Path("."), {**settings, "num_samples": 1})
+    with open_dict(cfg):
+        cfg.ckpt, cfg.out_dir = name, None
+    return evaluate_baseline(cfg, cached=True)
 
 
 def run_pipeline(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
@@ -116,9 +130,13 @@ def run_pipeline(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
                 rows[step] = evaluate(_eval_config(step_cfg, ckpt, out_dir, variant))
                 timings[f"{folder}_{step}"] = time.time() - t_step
                 timing_file.write_text(json.dumps(timings, indent=2))
-        keys = [k for k in TABLE_KEYS if any(k in r for r in rows.values())]
-        table = metrics_table({("RLVR (GRPO)" if k == "grpo" else k.upper()): r
-                               for k, r in rows.items()}, keys)
+        named = {("RLVR (GRPO)" if k == "grpo" else k.upper()): r for k, r in rows.items()}
+        baseline = cfg.stage.get("baseline")
+        if baseline and cfg.data.get("modality") == "video":  # the bar to clear, same code/clips
+            named = {BASELINES[baseline].label: _baseline_row(baseline, cfg.stage.steps[-1],
+                                                              overrides, variant), **named}
+        keys = [k for k in TABLE_KEYS if any(k in r for r in named.values())]
+        table = metrics_table(named, keys)
         tables.append(f"{title} on held-out episodes (same seeds for every model):\n\n{table}")
         if folder == "eval":
             first_rows = rows

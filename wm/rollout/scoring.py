@@ -26,10 +26,16 @@ def sample_and_score(task, policy, batch, group_size: int, generator: torch.Gene
     ``<m>@<t>`` (evaluation tables). ``cascade``: the sampler's shared-prompt attention
     (``wm.rollout.cascade``; False copies the prompt per row). ``timings``: a dict filled with
     the seconds spent sampling (``"sample"``) and decoding + scoring (``"score"``).
+    ``policy`` may be a baseline (``predict_baseline``, ``wm.evaluation.baselines``): scored
+    the same way, nothing sampled.
     Returns (predictions, rewards, metrics, rollout): ``rewards`` maps reward components
     (``"reward"`` is the optimized scalar) and ``metrics`` maps evaluation metrics to (B*G,).
     """
     was_training = policy.training
+    if hasattr(policy, "predict_baseline"):     # a model-free baseline (wm.evaluation.baselines)
+        preds = policy.predict_baseline(task, batch, group_size, horizon)
+        metrics = task.metrics(preds, batch, group_size, per_frame=per_frame)
+        return preds, task.rewards(preds, batch, group_size), metrics, None
     if horizon > 1:
         policy.eval()
         preds = task.open_loop(policy, batch, horizon, group_size, generator,

@@ -21,6 +21,7 @@ from torch import nn
 from wm.rewards.repetition import repetition_mask
 from wm.rewards.frame_metrics import DEFAULT_METRICS, METRIC_SIGN, frame_metrics
 from wm.tasks.base import Prompts, Responses
+from wm.tasks.video_baselines import VideoBaselinesMixin
 from wm.tasks.video_policy import VideoPolicyMixin
 from wm.tasks.video_samples import VideoSamplesMixin
 from wm.world.actions import ActionTokenizer
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 LAYOUTS = ("single_step", "multi_step")
 
 
-class VideoTask(VideoPolicyMixin, VideoSamplesMixin, nn.Module):
+class VideoTask(VideoPolicyMixin, VideoSamplesMixin, VideoBaselinesMixin, nn.Module):
     """Frames + actions -> token prompts/responses -> decoded frames -> verifiable rewards.
 
     Args:
@@ -263,9 +264,17 @@ class VideoTask(VideoPolicyMixin, VideoSamplesMixin, nn.Module):
                                                     perceptual=self.perceptual, names=names)
         return preds["_frame_metrics"]
 
+    def _published(self, values: dict) -> dict:
+        """``lpips`` renamed to the perceptual network's own name (``stlpips`` for ST-LPIPS,
+        so tables never print it as the paper's LPIPS)."""
+        name = getattr(self.perceptual, "metric_name", "lpips")
+        return {(name + k[5:] if k == "lpips" or k.startswith("lpips@") else k): v
+                for k, v in values.items()}
+
     def rewards(self, preds, batch, group_size: int) -> dict[str, torch.Tensor]:
-        return self.reward_fn(preds["frames"], preds["target"], perceptual=self.perceptual,
-                              repeated=self._repeated(preds), per_frame=self._frame_values(preds))
+        return self._published(self.reward_fn(
+            preds["frames"], preds["target"], perceptual=self.perceptual,
+            repeated=self._repeated(preds), per_frame=self._frame_values(preds)))
 
     def metrics(self, preds, batch, group_size: int, per_frame: bool = False
                 ) -> dict[str, torch.Tensor]:
@@ -288,9 +297,9 @@ class VideoTask(VideoPolicyMixin, VideoSamplesMixin, nn.Module):
         if per_frame and preds["tokens"].shape[1] > 1:
             for k, v in values.items():                                      # v: (N, Tf)
                 out.update({f"{k}@{t + 1}": v[:, t] for t in range(v.shape[1])})
-        return out
+        return self._published(out)
 
     #: which direction is better for each metric (best-of-N and tables)
     higher_is_better = {**{k: sign > 0 for k, sign in METRIC_SIGN.items()},
                         "repeat": False, "repeat_truth": False, "repeat_spurious": False,
-                        "reward": True}
+                        "reward": True, "stlpips": False}

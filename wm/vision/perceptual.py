@@ -190,6 +190,12 @@ class Perceptual(nn.Module):
         self.eval()
         self.requires_grad_(False)
 
+    @property
+    def metric_name(self) -> str:
+        """The name its distances are published under: ``stlpips`` for ST-LPIPS (not comparable
+        with the paper's LPIPS numbers), ``lpips`` otherwise."""
+        return "stlpips" if self.backend == "stlpips" else "lpips"
+
     @staticmethod
     def _build_lpips(net: str) -> nn.Module:
         try:

@@ -1,0 +1,86 @@
+"""The "copy last frame" baseline (issue #16): scored by the same evaluation code as a model, its
+numbers equal the metrics computed by hand on the same held-out clips, and ST-LPIPS is
+published under its own name."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from stage_fixtures import RES, save_tiny_tokenizer, write_video_dataset
+from wm.data.video import VideoDataModule
+from wm.evaluation.baselines import CopyLastFrame, build_baseline
+from wm.evaluation.prediction import evaluate_policy
+from wm.rewards.frame_metrics import mae, ssim
+from wm.rewards.video import VideoReward
+from wm.tasks.video import VideoTask
+
+
+class FakeSTLPIPS(nn.Module):
+    """Stands in for Perceptual(backend="stlpips"): mean squared error, named stlpips."""
+
+    metric_name = "stlpips"
+
+    def forward(self, x, y):
+        return (x - y).square().flatten(1).mean(1)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("baselines")
+    root = write_video_dataset(tmp / "data", episodes=6, length=10)
+    ckpt = save_tiny_tokenizer(tmp / "tok.ckpt")
+
+    def make(future=1, perceptual=None, weights=None):
+        dm = VideoDataModule(str(root), 2, future, resolution=(RES, RES), val_every=2,
+                             batch_size=3)
+        dm.setup("validate")
+        task = VideoTask(str(ckpt), context_frames=2, future_frames=1, perceptual=perceptual,
+                         reward=VideoReward(weights=weights or {"mae": 1.0}))
+        task.connect(dm)
+        return task, dm
+    return make
+
+
+def _clips(dm):
+    return torch.cat([b["frames"].float() for b in dm.val_dataloader()])    # (N, T, 3, H, W)
+
+
+def test_copy_row_equals_metrics_by_hand(setup):
+    task, dm = setup()
+    summary, _ = evaluate_policy(task, CopyLastFrame(), dm.val_dataloader(), progress=False)
+    clips = _clips(dm)
+    last, nxt = clips[:, 1], clips[:, 2]
+    assert summary["num_predictions"] == clips.shape[0] > 0
+    assert summary["mae"] == pytest.approx(float(mae(last, nxt).mean()), rel=1e-6)
+    assert summary["ssim"] == pytest.approx(float(ssim(last, nxt).mean()), rel=1e-6)
+    assert summary["reward"] == pytest.approx(-summary["mae"], rel=1e-6)
+    assert summary["repeat"] == 1.0          # its tokens are the previous frame's, always
+    assert summary["mae"] > 0                # the toy data moves: copying is not exact
+
+
+def test_copy_open_loop_repeats_the_last_context_frame(setup):
+    task, dm = setup(future=3)
+    summary, _ = evaluate_policy(task, build_baseline("copy_last_frame"), dm.val_dataloader(),
+                                 horizon=3, progress=False)
+    clips = _clips(dm)
+    for t in range(3):
+        want = float(mae(clips[:, 1], clips[:, 2 + t]).mean())
+        assert summary[f"mae@{t + 1}"] == pytest.approx(want, rel=1e-6)
+    assert summary["mae@3"] > summary["mae@1"]   # the further ahead, the more copying costs
+
+
+def test_stlpips_is_published_under_its_name(setup):
+    task, dm = setup(future=2, perceptual=FakeSTLPIPS(), weights={"mae": 1.0, "lpips": 1.0})
+    summary, _ = evaluate_policy(task, CopyLastFrame(), dm.val_dataloader(), horizon=2,
+                                 progress=False)
+    assert "stlpips" in summary and "stlpips@2" in summary and "best_of_1/stlpips" not in summary
+    assert not any(k == "lpips" or k.startswith("lpips@") for k in summary)
+    assert summary["reward"] == pytest.approx(-(summary["mae"] + summary["stlpips"]), rel=1e-5)
+
+
+def test_unknown_baseline_and_text_task_are_refused():
+    with pytest.raises(ValueError, match="unknown baseline 'nope'.*copy_last_frame"):
+        build_baseline("nope")
+    with pytest.raises(ValueError, match="needs a video task"):
+        CopyLastFrame().predict_baseline(object(), {}, 1)
