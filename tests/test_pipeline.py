@@ -44,6 +44,7 @@ def test_pipeline_runs_skips_finished_steps_and_resumes(tmp_path, capsys):
     assert comparison.count("| MLE |") == 2 and "open-loop prediction of 2 steps" in comparison
     # the copy-last-frame row in both tables (eval.py ckpt=copy_last_frame, same clips)
     assert comparison.count("| copy last frame |") == 2
+    assert comparison.count("| true tokens (tokenizer floor) |") == 2
     copy_files = sorted((runs / "baselines").glob("copy_last_frame-*/metrics.json"))
     assert len(copy_files) == 2
     copy_mtimes = [f.stat().st_mtime for f in copy_files]

@@ -30,7 +30,7 @@ TABLE_KEYS = ["mae", "mse", "psnr", "ssim", "lpips", "stlpips", "repeat", "repea
 
 #: options of the pipeline itself, not passed on to the steps
 PIPELINE_KEYS = ("stage.steps", "stage.evaluate", "stage.eval_settings", "stage.open_loop_horizon",
-                 "stage.baseline")
+                 "stage.baselines")
 
 
 def user_overrides() -> list[str]:
@@ -131,10 +131,10 @@ def run_pipeline(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
                 timings[f"{folder}_{step}"] = time.time() - t_step
                 timing_file.write_text(json.dumps(timings, indent=2))
         named = {("RLVR (GRPO)" if k == "grpo" else k.upper()): r for k, r in rows.items()}
-        baseline = cfg.stage.get("baseline")
-        if baseline and cfg.data.get("modality") == "video":  # the bar to clear, same code/clips
-            named = {BASELINES[baseline].label: _baseline_row(baseline, cfg.stage.steps[-1],
-                                                              overrides, variant), **named}
+        if cfg.data.get("modality") == "video":  # the bar to clear and the floor, same clips
+            named = {**{BASELINES[b].label: _baseline_row(b, cfg.stage.steps[-1], overrides,
+                                                          variant)
+                        for b in cfg.stage.get("baselines") or ()}, **named}
         keys = [k for k in TABLE_KEYS if any(k in r for r in named.values())]
         table = metrics_table(named, keys)
         tables.append(f"{title} on held-out episodes (same seeds for every model):\n\n{table}")

@@ -1,4 +1,5 @@
-"""Baselines that eval.py scores like a world model: ``python eval.py ckpt=copy_last_frame``.
+"""Baselines that eval.py scores like a world model: ``python eval.py ckpt=copy_last_frame``
+(the bar to clear) and ``ckpt=true_tokens`` (the tokenizer's floor).
 
 A baseline is a parameter-free module with ``predict_baseline(task, batch, group_size,
 horizon)`` returning the task's ``decode`` dict; ``wm.rollout.scoring.sample_and_score``
@@ -24,7 +25,19 @@ class CopyLastFrame(nn.Module):
         return task.copy_last_frame(batch, group_size, horizon)
 
 
-BASELINES = {CopyLastFrame.name: CopyLastFrame}
+class TrueTokens(nn.Module):
+    """The true future frames' tokens, decoded: the tokenizer's floor (``VideoTask.true_tokens``)."""
+
+    name = "true_tokens"
+    label = "true tokens (tokenizer floor)"
+
+    def predict_baseline(self, task, batch, group_size: int, horizon: int = 1) -> dict:
+        if not hasattr(task, "true_tokens"):
+            raise ValueError(f"ckpt=true_tokens needs a video task, not {type(task).__name__}")
+        return task.true_tokens(batch, group_size, horizon)
+
+
+BASELINES = {CopyLastFrame.name: CopyLastFrame, TrueTokens.name: TrueTokens}
 
 
 def build_baseline(name: str) -> nn.Module:

@@ -22,6 +22,7 @@ from wm.rewards.repetition import repetition_mask
 from wm.rewards.frame_metrics import DEFAULT_METRICS, METRIC_SIGN, frame_metrics
 from wm.tasks.base import Prompts, Responses
 from wm.tasks.video_baselines import VideoBaselinesMixin
+from wm.tasks.video_decoding import VideoDecodingMixin
 from wm.tasks.video_policy import VideoPolicyMixin
 from wm.tasks.video_samples import VideoSamplesMixin
 from wm.world.actions import ActionTokenizer
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 LAYOUTS = ("single_step", "multi_step")
 
 
-class VideoTask(VideoPolicyMixin, VideoSamplesMixin, VideoBaselinesMixin, nn.Module):
+class VideoTask(VideoPolicyMixin, VideoSamplesMixin, VideoBaselinesMixin, VideoDecodingMixin,
+                nn.Module):
     """Frames + actions -> token prompts/responses -> decoded frames -> verifiable rewards.
 
     Args:
@@ -53,13 +55,17 @@ class VideoTask(VideoPolicyMixin, VideoSamplesMixin, VideoBaselinesMixin, nn.Mod
             (``wm.world.vocab`` / ``wm.world.layout``); the reference's released multi-step
             model: ``future_first``, 1, true (the first future frame and its action in the
             prompt, the clip's future_frames = 1 + predicted frames).
+        decoding: ``"tokens"`` (the paper: the tokenizer's decoder) or ``"residual"`` (ours:
+            the prediction as a change of the last context frame's true pixels;
+            :mod:`wm.tasks.video_decoding`).
     """
 
     def __init__(self, tokenizer_ckpt: str, layout: str = "single_step", context_frames: int = 1,
                  future_frames: int = 1, action_bins: int = 256, action_ranges: str | None = None,
                  reward=None, perceptual: nn.Module | None = None, cache_tokens: bool = False,
                  metric_names: list[str] | None = None, visual_order: str = "context_first",
-                 n_prompt_future: int = 0, final_action: bool = False):
+                 n_prompt_future: int = 0, final_action: bool = False,
+                 decoding: str = "tokens"):
         super().__init__()
         if layout not in LAYOUTS:
             raise ValueError(f"data.task.layout={layout!r}: choose one of {LAYOUTS}")
@@ -90,6 +96,7 @@ class VideoTask(VideoPolicyMixin, VideoSamplesMixin, VideoBaselinesMixin, nn.Mod
         self.vocab = VocabLayout.from_tokenizer(self.tokenizer, action_bins=self.action_bins,
                                                 visual_order=visual_order)
         self.n_prompt_future, self.final_action = int(n_prompt_future), bool(final_action)
+        self.decoding = self._check_decoding(decoding, self.n_prompt_future)
         if self.n_prompt_future not in (0, 1) or (self.n_prompt_future and layout != "multi_step"):
             raise ValueError(f"data.task.n_prompt_future={n_prompt_future}: 0, or 1 with "
                              "layout=multi_step (the reference's released multi-step sequence)")
@@ -198,8 +205,9 @@ class VideoTask(VideoPolicyMixin, VideoSamplesMixin, VideoBaselinesMixin, nn.Mod
         ids = self.layout.split_response(tokens)                             # (N, Tf, Nf)
         codes = self.vocab.future_codes_of(ids)
         ctx = built["ctx_codes"].repeat_interleave(group_size, dim=0)        # (N, Tc, Nc)
-        frames = self.tokenizer.decode_clip(ctx, codes).clamp(0, 1)          # (N, Tf, 3, H, W)
         first = self.Tc + self.n_prompt_future                               # first predicted frame
+        ref = batch["frames"][:, first - 1].float().repeat_interleave(group_size, dim=0)
+        frames = self.frames_from_codes(ctx, codes, ref)                    # (N, Tf, 3, H, W)
         target = batch["frames"][:, first : self.Tc + self.Tf]
         prev = ctx[:, -1] if self.tokenizer.shared_codebook else None       # last context frame
         return {"frames": frames, "tokens": codes,
@@ -244,7 +252,8 @@ class VideoTask(VideoPolicyMixin, VideoSamplesMixin, VideoBaselinesMixin, nn.Mod
             codes = torch.cat([codes, new], dim=1)
         pred = torch.cat(preds, dim=1)                                       # (B*G, H, N)
         target = frames[:, Tc : Tc + horizon].repeat_interleave(G, dim=0)
-        out_frames = self.tokenizer.decode_clip(codes[:, :Tc], pred).clamp(0, 1)
+        ref = frames[:, Tc - 1].float().repeat_interleave(G, dim=0)          # (B*G, 3, h, w)
+        out_frames = self.frames_from_codes(codes[:, :Tc], pred, ref)
         _, true = self.tokenizer.encode_clip(frames[:, : Tc + horizon], Tc)  # (B, H, N)
         return {"frames": out_frames, "tokens": pred, "target": target.to(out_frames.dtype),
                 "prev_tokens": codes[:, Tc - 1], "true_tokens": true.repeat_interleave(G, dim=0)}
