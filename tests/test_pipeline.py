@@ -52,6 +52,10 @@ def test_pipeline_runs_skips_finished_steps_and_resumes(tmp_path, capsys):
              json.loads(f.read_text())["horizon"] == 1][0]["metrics"]
     assert copy1["repeat"] == 1.0 and copy1["mae"] > 0 and "stlpips" in copy1
     assert f"| copy last frame | {copy1['mae']:.4g} |" in comparison
+    saved = json.loads((runs / "comparison.json").read_text())
+    assert set(saved) == {"eval", "eval_open_loop_2"}
+    assert saved["eval"]["rows"]["copy last frame"] == copy1
+    assert saved["eval"]["rows"]["MLE"]["mae"] == rows["mle"]["mae"]
     h2 = json.loads((runs / "mle" / "eval_open_loop_2" / "metrics.json").read_text())
     assert h2["horizon"] == 2 and {"mae@1", "mae@2", "repeat"} <= set(h2["metrics"])
     timings = json.loads((runs / "pipeline_timing.json").read_text())

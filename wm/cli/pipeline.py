@@ -116,7 +116,7 @@ def run_pipeline(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
     if horizon > 1:
         variants.append((f"eval_open_loop_{horizon}", {**settings, "horizon": horizon},
                          f"open-loop prediction of {horizon} steps"))
-    tables, rows = [], {}
+    tables, rows, results = [], {}, {}
     for folder, variant, title in variants:
         rows = {}
         for step in cfg.stage.evaluate:
@@ -138,10 +138,12 @@ def run_pipeline(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         keys = [k for k in TABLE_KEYS if any(k in r for r in named.values())]
         table = metrics_table(named, keys)
         tables.append(f"{title} on held-out episodes (same seeds for every model):\n\n{table}")
+        results[folder] = {"title": title, "rows": named}
         if folder == "eval":
             first_rows = rows
     text = "\n\n".join(tables)
     (runs / "comparison.md").write_text(text + "\n")
+    (runs / "comparison.json").write_text(json.dumps(results, indent=2))
     print("\n" + text)
     print(f"\nfinished in {(time.time() - t0) / 60:.1f} min; tables saved to {runs / 'comparison.md'}")
     print(f"reward curves: tensorboard --logdir {runs}")

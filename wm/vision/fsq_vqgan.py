@@ -88,25 +88,29 @@ class FrameTokenizer(nn.Module):
         latent_dim: width of the continuous latent before FSQ's projection to ``len(levels)``.
         res_blocks: ResBlocks per level.
         resolution: (H, W) of the frames; fixes ``tokens_per_*_frame``.
+        norm: ``"group"`` (VQGAN's GroupNorm) or ``"channel"`` (per-position LayerNorm: codes
+            of unchanged regions stay the same when something else in the frame moves;
+            :mod:`wm.vision.blocks`).
     """
 
     shared_codebook = True
 
     def __init__(self, channels: Sequence[int] = (128, 256, 256, 512, 768),
                  levels: Sequence[int] = DEFAULT_LEVELS, in_channels: int = 3, latent_dim: int = 64,
-                 res_blocks: int = 1, resolution: Sequence[int] = (256, 320)):
+                 res_blocks: int = 1, resolution: Sequence[int] = (256, 320),
+                 norm: str = "group"):
         super().__init__()
         channels = [int(c) for c in channels]
         if len(channels) < 1 or min(channels) < 1:
             raise ValueError(f"channels={channels}: give at least one positive width")
         self.config = dict(channels=channels, levels=[int(v) for v in levels],
                            in_channels=in_channels, latent_dim=latent_dim, res_blocks=res_blocks,
-                           resolution=[int(r) for r in resolution])
+                           resolution=[int(r) for r in resolution], norm=str(norm))
         self.resolution = tuple(self.config["resolution"])
         self.n_down = len(channels) - 1
         self.grid_hw = check_resolution(self.resolution, self.n_down, "channels")
-        self.encoder = Encoder(channels, in_channels, latent_dim, res_blocks)
-        self.decoder = Decoder(channels, in_channels, latent_dim, res_blocks)
+        self.encoder = Encoder(channels, in_channels, latent_dim, res_blocks, norm_kind=norm)
+        self.decoder = Decoder(channels, in_channels, latent_dim, res_blocks, norm_kind=norm)
         self.quantizer = make_fsq(levels, latent_dim)
         self.codebook_size = int(self.quantizer.codebook_size)
 
