@@ -183,6 +183,33 @@ def decode_bytes(model, P: int, n: int, G: int, cascade: bool) -> dict:
     return {"weights": weights, "kv": tokens * per_token, "total": weights + tokens * per_token}
 
 
+def decode_flops(model, P: int, n: int, G: int) -> dict:
+    """FLOPs of one decode step of G rows with n response tokens in the cache: 2 per weight of
+    every linear layer and row (the LM head included, the embedding lookup not), and the
+    attention's two products (scores, weighted values) over the P + n keys."""
+    cfg = model.config
+    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    attn = 2 * 2 * G * cfg.num_attention_heads * head_dim * (P + n) * cfg.num_hidden_layers
+    return {"linear": 2 * G * linear, "attention": attn, "total": 2 * G * linear + attn}
+
+
+def matmul_throughput(model, G: int, repeats: int = 7) -> float:
+    """FLOP/s of the decode step's own products at their shapes: every linear layer of
+    ``model`` applied to G rows (1 thread), warm in cache, median of ``repeats`` sweeps. The
+    best this CPU does on these shapes, so FLOPs / this is the compute-bound limit."""
+    weights = [m.weight.detach() for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    xs = [torch.randn(G, w.shape[1]) for w in weights]
+    flops = sum(2 * G * w.numel() for w in weights)
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        for x, w in zip(xs, weights):
+            torch.nn.functional.linear(x, w)
+        times.append(time.perf_counter() - t0)
+    return flops / statistics.median(times[1:])
+
+
 def measure_decode(rollouts: int = 3) -> dict:
     """Our sampler at the video shape, cascade on and off in alternating rollouts: median time
     per decode step (start of one forward to the start of the next) vs the memory-bound limit."""
@@ -221,13 +248,19 @@ def measure_decode(rollouts: int = 3) -> dict:
                                      "decode_steps": len(fwd)})
     bw.append(read_bandwidth())
     bandwidth = statistics.median(bw)
-    out = {"bandwidth": bandwidth, "bandwidths": bw}
+    throughput = matmul_throughput(model, G)
+    out = {"bandwidth": bandwidth, "bandwidths": bw, "flops_per_s": throughput}
     mid = (L - 1 + 1) // 2 + 1          # response tokens in the cache at the median decode step
     for cascade, runs in res.items():
         need = decode_bytes(model, P, mid, G, cascade=True)     # the minimum: cascade layout
         reads = decode_bytes(model, P, mid, G, cascade=cascade)  # what this layout reads
         step = statistics.median(r["step"] for r in runs)
+        flops = decode_flops(model, P, mid, G)
+        compute_ms = 1e3 * flops["total"] / throughput
+        roofline_ms = max(compute_ms, 1e3 * need["total"] / bandwidth)
         out["cascade" if cascade else "copied"] = {
+            "flops": flops, "compute_limit_ms": compute_ms, "roofline_ms": roofline_ms,
+            "pct_of_roofline": 100 * roofline_ms / (1e3 * step),
             "step_ms": 1e3 * step,
             "step_cpu_ms": 1e3 * statistics.median(r["step_cpu"] for r in runs),
             "pct_of_limit_cpu": 100 * need["total"] / bandwidth
@@ -383,10 +416,15 @@ def main() -> None:
             "limit ms": d["limit_ms"], "% of limit": d["pct_of_limit"],
             "% of limit (CPU time)": d["pct_of_limit_cpu"],
             "bytes/step (this layout) MB": d["bytes_layout"]["total"] / 1e6,
-            "% of this layout's limit": d["pct_of_layout_limit"]})
+            "% of this layout's limit": d["pct_of_layout_limit"],
+            "compute limit ms": d["compute_limit_ms"],
+            "% of roofline max(memory, compute)": d["pct_of_roofline"]})
     dm = decode["cascade"]
     summary.append(f"sampler decode at {S.SHAPES['video'].label}: {dm['pct_of_limit']:.1f} % of the "
                    "memory-bound limit")
+    summary.append(f"sampler decode at {S.SHAPES['video'].label}: {dm['pct_of_roofline']:.1f} % of "
+                   f"the roofline (compute-bound limit {dm['compute_limit_ms']:.2f} ms, "
+                   f"memory-bound limit {dm['limit_ms']:.2f} ms)")
     summary.append(f"sampler decode at {S.SHAPES['video'].label} (cascade off): "
                    f"{decode['copied']['pct_of_limit']:.1f} % of the memory-bound limit")
     minutes = (time.time() - t_start) / 60
@@ -442,7 +480,15 @@ def main() -> None:
         f"{dm['bytes_min']['weights'] / 1e6:.1f} MB, K/V {dm['bytes_min']['kv'] / 1e6:.1f} MB "
         f"(copied layout: {decode['copied']['bytes_layout']['kv'] / 1e6:.1f} MB). Read "
         f"bandwidth (`torch.sum` over 1 GB float32, 1 thread, median of 7, before and after): "
-        + ", ".join(f"{b / 1e9:.1f}" for b in decode["bandwidths"]) + " GB/s.",
+        + ", ".join(f"{b / 1e9:.1f}" for b in decode["bandwidths"]) + " GB/s. "
+        f"Compute-bound limit = FLOPs of the step ({dm['flops']['total'] / 1e6:.0f} MFLOP: "
+        f"linear layers {dm['flops']['linear'] / 1e6:.0f}, attention "
+        f"{dm['flops']['attention'] / 1e6:.0f}) / the throughput of the step's own linear "
+        f"layers at 16 rows, 1 thread, warm ({decode['flops_per_s'] / 1e9:.1f} GFLOP/s). "
+        + ("**On this CPU the compute-bound limit is above the memory-bound one**, so a decode "
+           "step cannot reach the memory-bound limit on one thread; the roofline column is the "
+           "fraction of max(memory, compute) limit." if dm["compute_limit_ms"] > dm["limit_ms"]
+           else "The memory-bound limit is the binding one here."),
         markdown_table(dec_rows),
         "\n".join(summary),
     ]

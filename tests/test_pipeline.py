@@ -78,3 +78,15 @@ def test_pipeline_runs_skips_finished_steps_and_resumes(tmp_path, capsys):
     assert "tokenizer: done already" in out and "mle: resuming" in out
     assert _global_step(ckpt) == 6
     assert "evaluating mle" in out        # a changed checkpoint is evaluated again
+
+    # a changed task setting (here the decoding) is a new evaluation: it goes to its own folder,
+    # the previous one is kept, and a rerun with that setting reuses it
+    before = eval_file.read_text()
+    _, out = _run(tmp_path, 6, capsys, extra + ["data.task.decoding=tokens"])
+    assert "evaluating mle" in out and eval_file.read_text() == before
+    other = sorted(p.name for p in (runs / "mle").glob("eval-*"))
+    assert len(other) == 1
+    saved = json.loads((runs / "mle" / other[0] / "metrics.json").read_text())
+    assert saved["evaluation"]["task"]["decoding"] == "tokens"
+    _, out = _run(tmp_path, 6, capsys, extra + ["data.task.decoding=tokens"])
+    assert "evaluating" not in out

@@ -61,16 +61,27 @@ def _eval_config(run_cfg: DictConfig, ckpt: Path, out_dir: Path, settings: dict)
     return cfg
 
 
-def _cached_eval(path: Path, ckpt: Path, seed: int, settings: dict) -> dict | None:
-    """The metrics saved by an earlier evaluation of this very checkpoint file with the same
-    seed and settings, else None."""
-    if not path.exists():
-        return None
-    saved = json.loads(path.read_text())
-    want = {"ckpt": str(ckpt), "ckpt_mtime": ckpt.stat().st_mtime, "seed": seed,
-            "num_samples": int(settings.get("num_samples", 1)),
-            "horizon": int(settings.get("horizon", 1))}
-    return saved["metrics"] if {k: saved.get(k) for k in want} == want else None
+def _eval_dir(run_dir: Path, folder: str, eval_cfg: DictConfig, ckpt: Path
+              ) -> tuple[Path, dict | None]:
+    """Where the evaluation ``eval_cfg`` of ``ckpt`` goes, and its metrics when that folder
+    already holds this very evaluation (same key: checkpoint, data, task settings such as the
+    decoding or the perceptual network, eval settings; same checkpoint version). ``<folder>``
+    first; when it holds another evaluation (e.g. before a task setting changed), that one is
+    kept and this one goes to ``<folder>-<hash of its key>``."""
+    from wm.cli.evaluate import evaluation_key
+    from wm.cli.run_identity import fingerprint
+
+    key = json.loads(json.dumps(evaluation_key(eval_cfg, ckpt)))
+    candidates = (run_dir / folder, run_dir / f"{folder}-{fingerprint(key)[:8]}")
+    for out_dir in candidates:
+        path = out_dir / "metrics.json"
+        if not path.exists():
+            return out_dir, None
+        saved = json.loads(path.read_text())
+        if saved.get("evaluation") == key:
+            fresh = saved.get("ckpt_mtime") == ckpt.stat().st_mtime
+            return out_dir, (saved["metrics"] if fresh else None)
+    return candidates[-1], None
 
 
 def _baseline_row(name: str, step: str, overrides: list[str], settings: dict) -> dict:
@@ -122,8 +133,8 @@ def run_pipeline(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
         for step in cfg.stage.evaluate:
             step_cfg = step_config(step, overrides)
             ckpt = last_checkpoint(Path(step_cfg.run_dir))
-            out_dir = Path(step_cfg.run_dir) / folder
-            rows[step] = _cached_eval(out_dir / "metrics.json", ckpt, int(cfg.seed), variant)
+            eval_cfg = _eval_config(step_cfg, ckpt, Path(step_cfg.run_dir) / folder, variant)
+            out_dir, rows[step] = _eval_dir(Path(step_cfg.run_dir), folder, eval_cfg, ckpt)
             if rows[step] is None:
                 print(f"evaluating {step} ({title}): {ckpt}")
                 t_step = time.time()
