@@ -86,28 +86,36 @@ def test_unknown_baseline_and_text_task_are_refused():
         CopyLastFrame().predict_baseline(object(), {}, 1)
 
 
-# ---------------------------------------------------------------- residual decoding (ours)
-def _residual_task(setup, future=1):
+# ---------------------------------------------------------------- patch decoding (ours)
+def _patch_task(setup, future=1):
     task, dm = setup(future=future)
-    task.decoding = "residual"
+    task.decoding = "patch"
     return task, dm
 
 
-def test_residual_decoding_of_the_context_tokens_is_the_context_frame(setup):
-    task, dm = _residual_task(setup)
+def _cells(mask, task, size):
+    """(N, h*w) bool per token -> (N, 1, H, W) float per pixel."""
+    h, w = task.tokenizer.grid_hw
+    return torch.nn.functional.interpolate(mask.view(-1, 1, h, w).float(), size=size)
+
+
+def test_patch_decoding_keeps_the_previous_pixels_where_tokens_are_kept(setup):
+    task, dm = _patch_task(setup)
     batch = next(iter(dm.val_dataloader()))
     frames = batch["frames"].float()
     ctx, _ = task.tokenizer.encode_clip(frames[:, :2], 2)                  # (B, 2, N)
-    same = task.frames_from_codes(ctx, ctx[:, -1:], frames[:, 1])         # "nothing moved"
-    torch.testing.assert_close(same[:, 0], frames[:, 1], rtol=0, atol=1e-6)
-    other = torch.roll(ctx[:, -1:], 1, dims=-1)                            # some other tokens
-    got = task.frames_from_codes(ctx, other, frames[:, 1])
-    want = (frames[:, 1:2] + task.tokenizer.decode_clip(ctx, other)
-            - task.tokenizer.decode_context(ctx[:, -1:])).clamp(0, 1)
-    torch.testing.assert_close(got, want)
+    same = task.frames_from_codes(ctx, ctx[:, -1:], frames[:, 1])         # nothing changed
+    torch.testing.assert_close(same[:, 0], frames[:, 1], rtol=0, atol=0)
+    other = ctx[:, -1:].clone()
+    other[:, :, ::3] = (other[:, :, ::3] + 1) % task.tokenizer.codebook_size  # every 3rd token
+    got = task.frames_from_codes(ctx, other, frames[:, 1])[:, 0]
+    kept = _cells(other[:, 0] == ctx[:, -1], task, frames.shape[-2:])
+    decoded = task.tokenizer.decode_clip(ctx, other)[:, 0].clamp(0, 1)
+    torch.testing.assert_close(got, kept * frames[:, 1] + (1 - kept) * decoded)
+    assert 0 < kept.mean() < 1
 
 
-def test_true_tokens_floor_plain_is_reconstruction_and_residual_differs(setup):
+def test_true_tokens_floor_plain_is_reconstruction_and_patch_differs(setup):
     task, dm = setup()
     plain, _ = evaluate_policy(task, build_baseline("true_tokens"), dm.val_dataloader(),
                                progress=False)
@@ -115,31 +123,40 @@ def test_true_tokens_floor_plain_is_reconstruction_and_residual_differs(setup):
     recon = task.tokenizer.decode(task.tokenizer.encode(nxt)).clamp(0, 1)
     assert plain["mae"] == pytest.approx(float(mae(recon, nxt).mean()), rel=1e-5)
     assert plain["repeat"] == plain["repeat_truth"]
-    task.decoding = "residual"
-    residual, _ = evaluate_policy(task, build_baseline("true_tokens"), dm.val_dataloader(),
-                                  progress=False)
-    assert residual["mae"] != pytest.approx(plain["mae"], rel=1e-3)
+    task.decoding = "patch"
+    patch, _ = evaluate_policy(task, build_baseline("true_tokens"), dm.val_dataloader(),
+                               progress=False)
+    assert patch["mae"] != pytest.approx(plain["mae"], rel=1e-3)
 
 
-def test_residual_open_loop_is_the_telescoped_change(setup):
+def test_patch_open_loop_chains_frame_by_frame(setup):
     from stage_fixtures import tiny_llama_factory
 
-    task, dm = _residual_task(setup, future=3)
+    task, dm = _patch_task(setup, future=3)
     policy = task.build_policy(tiny_llama_factory(seed=0))
     batch = next(iter(dm.val_dataloader()))
     preds = task.open_loop(policy, batch, 3, 2, torch.Generator().manual_seed(0))
     frames = batch["frames"].float()
     ctx, _ = task.tokenizer.encode_clip(frames[:, :2], 2)
     ctx = ctx.repeat_interleave(2, dim=0)
-    ref = frames[:, 1].repeat_interleave(2, dim=0)
-    want = (ref[:, None] + task.tokenizer.decode_clip(ctx, preds["tokens"])
-            - task.tokenizer.decode_context(ctx[:, -1:])).clamp(0, 1)
-    torch.testing.assert_close(preds["frames"], want)
+    decoded = task.tokenizer.decode_clip(ctx, preds["tokens"]).clamp(0, 1)
+    prev, prev_codes = frames[:, 1].repeat_interleave(2, dim=0), ctx[:, -1]
+    for t in range(3):
+        kept = _cells(preds["tokens"][:, t] == prev_codes, task, frames.shape[-2:])
+        prev = kept * prev + (1 - kept) * decoded[:, t]
+        prev_codes = preds["tokens"][:, t]
+        torch.testing.assert_close(preds["frames"][:, t], prev)
 
 
 def test_bad_decoding_is_refused(setup):
     task, _ = setup()
-    with pytest.raises(ValueError, match="data.task.decoding='pixels'.*tokens.*residual"):
+    with pytest.raises(ValueError, match="data.task.decoding='pixels'.*tokens.*patch"):
         task._check_decoding("pixels", 0)
     with pytest.raises(ValueError, match="n_prompt_future=1"):
-        task._check_decoding("residual", 1)
+        task._check_decoding("patch", 1)
+    task.tokenizer.shared_codebook = False          # a compressive tokenizer's own grid
+    try:
+        with pytest.raises(ValueError, match="per-frame tokenizer"):
+            task._check_decoding("patch", 0)
+    finally:
+        del task.tokenizer.shared_codebook

@@ -55,8 +55,8 @@ class VideoTask(VideoPolicyMixin, VideoSamplesMixin, VideoBaselinesMixin, VideoD
             (``wm.world.vocab`` / ``wm.world.layout``); the reference's released multi-step
             model: ``future_first``, 1, true (the first future frame and its action in the
             prompt, the clip's future_frames = 1 + predicted frames).
-        decoding: ``"tokens"`` (the paper: the tokenizer's decoder) or ``"residual"`` (ours:
-            the prediction as a change of the last context frame's true pixels;
+        decoding: ``"tokens"`` (the paper: the tokenizer's decoder) or ``"patch"`` (ours: a
+            token kept from the previous frame shows that frame's pixels;
             :mod:`wm.tasks.video_decoding`).
     """
 
