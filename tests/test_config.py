@@ -45,7 +45,11 @@ def test_paper_presets_follow_the_dataset():
 def test_default_is_the_cpu_pusht_pipeline():
     cfg = _compose([])
     assert cfg.stage.name == "pipeline" and cfg.data.name == "pusht"
-    assert dict(cfg.data.task.reward.weights) == {"mae": 1.0}
+    # the paper's reward form with the perceptual network that runs offline (ST-LPIPS, AlexNet)
+    assert dict(cfg.data.task.reward.weights) == {"mae": 1.0, "lpips": 1.0}
+    assert cfg.data.task.perceptual.backend == "stlpips" and cfg.data.task.perceptual.net == "alex"
+    assert cfg.vision.perceptual.backend == "stlpips" and cfg.vision.perceptual_weight == 1.0
+    assert cfg.vision.tokenizer.norm == "channel"
 
 
 def test_mistyped_key_fails_loudly():
