@@ -59,13 +59,21 @@ python eval.py ckpt=runs/pusht/grpo/checkpoints/last.ckpt data=pusht num_samples
 ```"""
 
 
-def run_quickstart(workdir: Path, extra: list[str]) -> float:
+def run_quickstart(workdir: Path, extra: list[str], busy: bool = False) -> float:
+    """Wall seconds of ``python train.py <extra>`` with runs and data under ``workdir``;
+    ``busy``: with one competing process spinning on a core all along (a shared machine)."""
     env = {**os.environ, "WM_RUNS_DIR": str(workdir / "runs"),
            "WM_DATA_DIR": str(workdir / "data")}
+    competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     t0 = time.time()
-    with open(workdir / "quickstart.log", "w") as log:
-        proc = subprocess.run([sys.executable, "train.py", *extra], cwd=ROOT, env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with open(workdir / "quickstart.log", "w") as log:
+            proc = subprocess.run([sys.executable, "train.py", *extra], cwd=ROOT, env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        if competitor is not None:
+            competitor.kill()
+            competitor.wait()
     if proc.returncode:
         raise SystemExit(f"quickstart failed (exit {proc.returncode}); see {workdir}/quickstart.log")
     return time.time() - t0
@@ -90,6 +98,10 @@ def main() -> None:
                          "with the wall time measured by the original run")
     ap.add_argument("--label", default="default",
                     help="name of this setting in the frontier table (docs/quickstart_frontier.json)")
+    ap.add_argument("--busy", action="store_true",
+                    help="run a competing busy process (one core spinning) all along: the "
+                         "threads default measured on a shared machine (recorded as a frontier "
+                         "point, README untouched)")
     ap.add_argument("overrides", nargs="*", help="extra train.py overrides")
     args = ap.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="wm_quickstart_"))
@@ -100,7 +112,7 @@ def main() -> None:
         if (workdir / "runs").exists():
             raise SystemExit(f"{workdir}/runs exists: the benchmark times a run from scratch")
         workdir.mkdir(parents=True, exist_ok=True)
-        total = run_quickstart(workdir, args.overrides)
+        total = run_quickstart(workdir, args.overrides, busy=args.busy)
         (workdir / "total_seconds.txt").write_text(f"{total:.1f}")
     runs = workdir / "runs" / "pusht"
     timings = json.loads((runs / "pipeline_timing.json").read_text())
@@ -145,7 +157,7 @@ def main() -> None:
     write_section("quickstart_frontier",
                   "## Quickstart settings tried (`python bench/bench_quickstart.py`)\n\n" + frontier)
     print(body + "\n\n" + frontier)
-    if args.overrides:     # not the default quickstart: only its frontier point is recorded
+    if args.overrides or args.busy:   # not the default quickstart: only its frontier point
         print("(overrides given: README and the quickstart section left as they are)")
         return
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
