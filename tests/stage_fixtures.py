@@ -47,9 +47,13 @@ def cpu_overrides(runs: Path, data: Path) -> list[str]:
             "trainer.accelerator=cpu", "num_threads=1"]
 
 
+#: the tiny frames (RES x RES) are below ST-LPIPS's minimum size: score them with MAE alone
+TINY_SCORING = ["data.task.perceptual=null", "~data.task.reward.weights.lpips"]
+
+
 def tiny_video_overrides(data_root: Path, tokenizer_ckpt: Path) -> list[str]:
     """``data=pusht`` pointed at the tiny dataset and tokenizer, and a tiny LLaMA."""
-    return ["data=pusht", f"data.root={data_root}", f"data.resolution=[{RES},{RES}]",
+    return ["data=pusht", *TINY_SCORING, f"data.root={data_root}", f"data.resolution=[{RES},{RES}]",
             "data.source=null", f"data.task.tokenizer_ckpt={tokenizer_ckpt}",
             "data.datamodule.batch_size=2", "data.datamodule.val_every=4",
             "data.datamodule.val_clips_per_episode=1",

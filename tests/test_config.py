@@ -49,7 +49,11 @@ def test_default_is_the_cpu_pusht_pipeline():
     assert dict(cfg.data.task.reward.weights) == {"mae": 1.0, "lpips": 1.0}
     assert cfg.data.task.perceptual.backend == "stlpips" and cfg.data.task.perceptual.net == "alex"
     assert cfg.vision.perceptual.backend == "stlpips" and cfg.vision.perceptual_weight == 1.0
-    assert cfg.vision.tokenizer.norm == "channel"
+    assert cfg.vision.tokenizer.norm == "channel" and cfg.vision.name == "frame_64_quickstart"
+    # ... for the PushT quickstart only: other 64x64 data keep the paper's tokenizer recipe
+    rope = _compose(["data=rope"]).vision
+    assert rope.name == "frame_64" and rope.tokenizer.get("norm", "group") == "group"
+    assert rope.perceptual.backend == "none" and rope.perceptual_weight == 0.0
 
 
 def test_mistyped_key_fails_loudly():

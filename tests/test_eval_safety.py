@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from stage_fixtures import (RES, compose_train, cpu_overrides, save_tiny_tokenizer,
-                            tiny_video_overrides, write_video_dataset)
+from stage_fixtures import (RES, TINY_SCORING, compose_train, cpu_overrides,
+                            save_tiny_tokenizer, tiny_video_overrides, write_video_dataset)
 from wm.cli.evaluate import EvaluationRefused, evaluate
 from wm.cli.fit import fit_stage, last_checkpoint
 
@@ -52,7 +52,7 @@ def trained(tmp_path_factory):
 
 
 def eval_cfg(t, root, extra=()):
-    over = [f"ckpt={t['ckpt']}", "data=pusht", f"data.root={root}",
+    over = [f"ckpt={t['ckpt']}", "data=pusht", *TINY_SCORING, f"data.root={root}",
             f"data.resolution=[{RES},{RES}]", "data.source=null", "data.datamodule.batch_size=2",
             "data.datamodule.val_every=4",
             "data.datamodule.val_clips_per_episode=1", "num_threads=1", "max_batches=1",

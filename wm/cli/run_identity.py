@@ -51,15 +51,23 @@ RUN_KEYS: tuple[tuple[str, str], ...] = (
     ("data.task.final_action", "stage.module.task.final_action"),
     ("data.task.action_bins", "stage.module.task.action_bins"),
     ("data.task.action_ranges", "stage.module.task.action_ranges"),
+    ("data.task.decoding", "stage.module.task.decoding"),
+    ("data.task.reward", "stage.module.task.reward"),
+    ("data.task.perceptual", "stage.module.task.perceptual"),
     ("vision.tokenizer", "stage.module.tokenizer"),
     ("model.policy", "stage.module.model"),
     ("stage.module.init_policy", "stage.module.init_policy"),
 )
 
+#: what a run optimises but an evaluation may choose freely (how frames are decoded, what is
+#: scored): part of a run's identity, not of the data an evaluation compares
+SCORING_KEYS = ("data.task.decoding", "data.task.reward", "data.task.perceptual")
+
 #: the entries that describe the data a checkpoint was trained on (what eval.py compares); the
 #: tokenizer checkpoint is not among them (an evaluation uses the checkpoint's own)
 DATA_KEYS = tuple(name for name, _ in RUN_KEYS
-                  if name.startswith("data.") and name != "data.task.tokenizer_ckpt")
+                  if name.startswith("data.") and name != "data.task.tokenizer_ckpt"
+                  and name not in SCORING_KEYS)
 
 #: leaf names whose string values are file-system paths (normalised before comparing)
 PATH_FIELDS = {"root", "path", "val_path", "tokenizer_ckpt", "init_policy", "action_ranges",

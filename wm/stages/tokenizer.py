@@ -27,7 +27,7 @@ Logged keys (all documented here):
   used in the batch); ``train/perplexity`` (exp entropy of its code histogram); for a
   compressive tokenizer also ``train/codebook_usage_future`` and ``train/perplexity_future``.
 - ``val/l1``, ``val/mse``, ``val/psnr``, ``val/ssim`` (per frame, clamped to [0,1], all frames
-  of the clip), ``val/lpips`` if a perceptual module is given.
+  of the clip), ``val/lpips`` (``val/stlpips`` for ST-LPIPS) if a perceptual module is given.
 - Images ``train/recon`` and ``val/recon`` (top row input, bottom row reconstruction) every
   ``log_images_every_n_steps`` steps when the logger is a TensorBoardLogger.
 """
@@ -196,7 +196,8 @@ class TokenizerModule(L.LightningModule):
         logs = {"val/l1": metrics["mae"].mean(), "val/mse": metrics["mse"].mean(),
                 "val/psnr": metrics["psnr"].mean(), "val/ssim": metrics["ssim"].mean()}
         if self.perceptual is not None:
-            logs["val/lpips"] = self.perceptual(recon, target).mean()
+            name = getattr(self.perceptual, "metric_name", "lpips")     # stlpips for ST-LPIPS
+            logs[f"val/{name}"] = self.perceptual(recon, target).mean()
         self.log_dict(logs, on_epoch=True, sync_dist=True, batch_size=target.shape[0])
         if batch_idx == 0:
             self._log_images("val/recon", target, recon)
