@@ -28,8 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 from omegaconf import OmegaConf  # noqa: E402
 
-from bench._quickstart_verdict import (frontier_point, frontier_table,  # noqa: E402
-                                       update_frontier, verdict)
+from bench._quickstart_floors import (floor_with_tokens_decoding,  # noqa: E402
+                                      token_stability)
+from bench._quickstart_verdict import (COPY, FLOOR, frontier_point,  # noqa: E402
+                                       frontier_table, update_frontier, verdict)
 from bench._report import machine, markdown_table, write_section  # noqa: E402
 
 README = ROOT / "README.md"
@@ -88,6 +90,19 @@ def update_readme(block: str) -> None:
                       else text.replace("QUICKSTART_RESULT", new))
 
 
+def write_default(body: str, total: float, comparison: str, summary: str,
+                  verdict_text: str) -> None:
+    """The default quickstart's report: docs/benchmarks.md's section and the README block."""
+    write_section("quickstart", body)
+    update_readme(
+        f"Measured on {os.cpu_count()} CPU cores ({total / 60:.0f} min in all, one torch thread), "
+        f"the end of the output reads:\n\n{comparison}\n\n{summary}\n\n{verdict_text}\n\n"
+        + READING + "\n\nRLVR model on held-out episodes (rows alternate truth / prediction; the "
+        "first two columns are the context frames). Settings tried and their minutes: "
+        "[docs/benchmarks.md](docs/benchmarks.md), \"Quickstart settings tried\"."
+        "\n\n![truth vs RLVR prediction](docs/figures/quickstart_strip.png)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, default=None, help="where data and runs go (fresh)")
@@ -132,17 +147,31 @@ def main() -> None:
                  f"{data.datamodule.val_every}th episode held out).")
     single = json.loads((runs / "comparison.json").read_text())["eval"]["rows"]
     lines = verdict(single)
+    stability = token_stability(runs)
+    floor_tok = floor_with_tokens_decoding(ROOT, workdir, args.overrides)
     point = frontier_point(args.label, total / 60, args.overrides, single)
+    point["tokenizer"] = {**stability, "floor_tokens_decoding": {
+        k: floor_tok[k] for k in ("mae", "psnr", "ssim", "stlpips") if k in floor_tok}}
     points = update_frontier(FRONTIER, point)
+    fmt = lambda d: ", ".join(f"{k.upper() if k != 'stlpips' else 'ST-LPIPS'} {d[k]:.4g}"  # noqa: E731
+                              for k in ("mae", "psnr", "ssim", "stlpips") if k in d)
+    floor_text = (
+        "What bounds the world model, on the same held-out clips: the true next frame's tokens "
+        f"decoded by the tokenizer alone (the paper's decoding): {fmt(floor_tok)}; decoded as "
+        f"this run decodes predictions (the `true tokens` row): {fmt(single.get(FLOOR, {}))}; "
+        f"copying the last frame: {fmt(single.get(COPY, {}))}. Token stability: "
+        f"{100 * stability['far_flip']:.2f} % of the tokens farther than "
+        f"{stability['margin_px']} px from any changed pixel change between consecutive frames "
+        f"(a world model must predict those as noise); {100 * stability['unchanged']:.1f} % of "
+        "all tokens stay the same.")
     verdict_text = "\n".join(f"- {ln}" for ln in lines)
     if point["clears_bar"]:
         summary = ("The RLVR model beats the copy-last-frame row on MAE, PSNR, SSIM and ST-LPIPS "
                    "on held-out episodes, and RLVR beats MLE on the reward:")
     else:
         summary = ("**The RLVR model does not clear the copy-last-frame bar on every metric in "
-                   "this budget**; the section \"Quickstart settings tried\" of docs/benchmarks.md "
-                   "lists the settings tried (minutes against metrics), and the default is the "
-                   "best point found under 30 minutes:")
+                   "this budget**; the section \"Quickstart settings tried\" of "
+                   "docs/benchmarks.md lists the settings tried (minutes against metrics):")
 
     cmd = "python train.py" + "".join(f" {o}" for o in args.overrides)
     frontier = ("Settings tried (`python bench/bench_quickstart.py --label <name> <overrides>`, "
@@ -152,24 +181,18 @@ def main() -> None:
             f"Machine: {machine()}, {os.cpu_count()} CPU cores, `num_threads=auto` (1 torch thread "
             "per process). Fresh data and runs.\n\n"
             + data_line + "\n\n" + STEPS + "\n\n" + markdown_table(rows) + "\n\n" + recon_line
-            + "\n\n" + summary + "\n\n" + verdict_text + "\n\n" + comparison + "\n\n"
+            + "\n\n" + floor_text + "\n\n" + summary + "\n\n" + verdict_text + "\n\n" + comparison + "\n\n"
             + READING)
     write_section("quickstart_frontier",
                   "## Quickstart settings tried (`python bench/bench_quickstart.py`)\n\n" + frontier)
     print(body + "\n\n" + frontier)
     if args.overrides or args.busy:   # not the default quickstart: only its frontier point
         print("(overrides given: README and the quickstart section left as they are)")
-        return
-    FIGURE.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(runs / "grpo" / "eval" / "strip.png", FIGURE)
-    write_section("quickstart", body)
-    update_readme(
-        f"Measured on {os.cpu_count()} CPU cores ({total / 60:.0f} min in all, one torch thread), "
-        f"the end of the output reads:\n\n{comparison}\n\n{summary}\n\n{verdict_text}\n\n"
-        + READING + "\n\nRLVR model on held-out episodes (rows alternate truth / prediction; the "
-        "first two columns are the context frames). Settings tried and their minutes: "
-        "[docs/benchmarks.md](docs/benchmarks.md), \"Quickstart settings tried\"."
-        "\n\n![truth vs RLVR prediction](docs/figures/quickstart_strip.png)")
+    else:
+        FIGURE.parent.mkdir(parents=True, exist_ok=True)
+        strips = sorted((runs / "grpo").glob("eval*/strip.png"), key=lambda p: p.stat().st_mtime)
+        shutil.copy(strips[-1], FIGURE)               # the newest single-step evaluation
+        write_default(body, total, comparison, summary, verdict_text)
     if not args.keep and args.workdir is None:
         shutil.rmtree(workdir)
 

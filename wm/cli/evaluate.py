@@ -177,6 +177,7 @@ def _write_result(out_dir: Path, result: dict, label: str) -> None:
     print(f"\nwrote {out_dir / 'metrics.json'}")
 
 
+# ------------------------------------------------------------------------ refusals (one line)
 def _data_where(cfg: DictConfig) -> str:
     for k in ("root", "path"):
         if cfg.data.get(k):

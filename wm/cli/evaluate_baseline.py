@@ -57,5 +57,3 @@ def evaluate_baseline(cfg: DictConfig, cached: bool = False) -> dict:
     _write_result(out_dir, result, name)
     return summary
 
-
-# ------------------------------------------------------------------------ refusals (one line)

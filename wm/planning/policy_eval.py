@@ -120,8 +120,9 @@ def evaluate_policies(worlds: dict, episodes: dict, samples: int = 1, seed: int 
 
 @torch.no_grad()
 def reconstruction_success(world, episodes) -> np.ndarray:
-    """(N,) coverage read from the tokenizer's reconstruction of each true last frame: the best
-    a world model that predicts every token right could score."""
+    """(N,) coverage read from the tokenizer's reconstruction of each true last frame: what a
+    world model that predicts every token right scores under ``data.task.decoding=tokens``
+    (patch decoding copies unchanged cells from the previous frame and can do better)."""
     last = from_uint8(np.stack([e.frames[-1] for e in episodes]))           # (N, 3, h, w)
     tok = world.task.tokenizer
     return coverage_from_frames(tok.decode(tok.encode(last)).clamp(0, 1)).numpy()
