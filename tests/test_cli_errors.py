@@ -81,7 +81,7 @@ def test_the_command_line_prints_one_line_for_a_wrong_type():
     assert out.returncode != 0
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert lines == ["stage.max_steps=2O: stage.max_steps takes a number, e.g. "
-                     "`stage.max_steps=1500` (its default)"], out.stderr
+                     "`stage.max_steps=1000` (its default)"], out.stderr
 
 
 @pytest.mark.parametrize("what", ["constructor", "missing", "option"])
