@@ -62,16 +62,20 @@ def update_frontier(path: Path, point: dict) -> list[dict]:
 
 def frontier_table(points: list[dict]) -> str:
     """Markdown: one row per setting tried, minutes and the single-step metrics of RLVR and of
-    the copy-last-frame row."""
+    the copy-last-frame row, the tokenizer floor's MAE (true tokens, the run's decoding) and
+    the share of tokens that flip far from any change (``token_stability``)."""
     head = ("| setting | minutes | RLVR mae | copy mae | RLVR psnr | copy psnr | RLVR ssim | "
-            "copy ssim | RLVR stlpips | copy stlpips | MLE reward | RLVR reward | clears the bar |")
+            "copy ssim | RLVR stlpips | copy stlpips | MLE reward | RLVR reward | clears the bar "
+            "| floor mae | far-token flips |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for p in points:
         r, c, m = p["rows"].get(RLVR, {}), p["rows"].get(COPY, {}), p["rows"].get(MLE, {})
+        f, t = p["rows"].get(FLOOR, {}), p.get("tokenizer", {})
         cell = lambda d, k: f"{d[k]:.4g}" if k in d else "—"  # noqa: E731
         lines.append(f"| {p['label']} | {p['minutes']:.1f} | {cell(r, 'mae')} | {cell(c, 'mae')} | "
                      f"{cell(r, 'psnr')} | {cell(c, 'psnr')} | {cell(r, 'ssim')} | "
                      f"{cell(c, 'ssim')} | {cell(r, 'stlpips')} | {cell(c, 'stlpips')} | "
                      f"{cell(m, 'reward')} | {cell(r, 'reward')} | "
-                     f"{'yes' if p['clears_bar'] else 'no'} |")
+                     f"{'yes' if p['clears_bar'] else 'no'} | {cell(f, 'mae')} | "
+                     + (f"{100 * t['far_flip']:.2f} % |" if "far_flip" in t else "— |"))
     return "\n".join(lines)

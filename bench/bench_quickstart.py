@@ -175,8 +175,13 @@ def main() -> None:
 
     cmd = "python train.py" + "".join(f" {o}" for o in args.overrides)
     frontier = ("Settings tried (`python bench/bench_quickstart.py --label <name> <overrides>`, "
-                f"kept in `{FRONTIER.relative_to(ROOT)}`; single-step held-out metrics):\n\n"
-                + frontier_table(points))
+                f"kept in `{FRONTIER.relative_to(ROOT)}`; single-step held-out metrics). Minutes: "
+                "wall time of `python train.py` from scratch on this 2-core machine, 1 torch "
+                "thread unless the label says otherwise; other jobs shared the cores during some "
+                "runs, so they are upper bounds. `floor mae`: the `true tokens` row (the "
+                "tokenizer's floor under the run's decoding); `far-token flips`: tokens farther "
+                "than 12 px from any changed pixel that change between consecutive frames."
+                "\n\n" + frontier_table(points))
     body = (f"## Quickstart (`{cmd}`, `python bench/bench_quickstart.py`)\n\n"
             f"Machine: {machine()}, {os.cpu_count()} CPU cores, `num_threads=auto` (1 torch thread "
             "per process). Fresh data and runs.\n\n"
@@ -186,8 +191,8 @@ def main() -> None:
     write_section("quickstart_frontier",
                   "## Quickstart settings tried (`python bench/bench_quickstart.py`)\n\n" + frontier)
     print(body + "\n\n" + frontier)
-    if args.overrides or args.busy:   # not the default quickstart: only its frontier point
-        print("(overrides given: README and the quickstart section left as they are)")
+    if args.overrides or args.busy or args.label != "default":   # only its frontier point
+        print("(not the default quickstart: README and the quickstart section left as they are)")
     else:
         FIGURE.parent.mkdir(parents=True, exist_ok=True)
         strips = sorted((runs / "grpo").glob("eval*/strip.png"), key=lambda p: p.stat().st_mtime)

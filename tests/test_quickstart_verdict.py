@@ -41,9 +41,12 @@ def test_frontier_keeps_one_point_per_label(tmp_path):
     path = tmp_path / "frontier.json"
     update_frontier(path, frontier_point("a", 20.0, [], _rows()))
     update_frontier(path, frontier_point("b", 31.5, ["x=1"], _rows(rlvr_mae=0.01)))
-    points = update_frontier(path, frontier_point("a", 25.0, [], _rows()))
+    point = frontier_point("a", 25.0, [], _rows())
+    point["tokenizer"] = {"far_flip": 0.28}
+    points = update_frontier(path, point)
+    assert points[-1]["tokenizer"]["far_flip"] == 0.28
     assert [p["label"] for p in json.loads(path.read_text())] == ["b", "a"]
     table = frontier_table(points)
-    assert "| a | 25.0 | 0.006 | 0.007 |" in table and "| yes |" in table
+    assert "| a | 25.0 | 0.006 | 0.007 |" in table and "| yes | 0.0062 | 28.00 % |" in table
     b_row = [ln for ln in table.splitlines() if ln.startswith("| b |")][0]
-    assert b_row.startswith("| b | 31.5 | 0.01 |") and b_row.endswith("| no |")
+    assert b_row.startswith("| b | 31.5 | 0.01 |") and b_row.endswith("| no | 0.0062 | — |")
