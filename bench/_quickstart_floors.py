@@ -63,3 +63,56 @@ def floor_with_tokens_decoding(root: Path, workdir: Path, overrides: list[str]) 
                     "data.task.decoding=tokens", f"out_dir={out}"], cwd=root, env=env,
                    check=True, capture_output=True)
     return json.loads((out / "metrics.json").read_text())["metrics"]
+
+
+def keep_oracle(run_root: Path, seed: int = 0) -> dict:
+    """Where the RLVR model's single-step error comes from: its samples (one per held-out
+    prompt, temperature 1), and the same samples edited with the truth's help before decoding
+    (``data.task.decoding`` of the run): ``unchanged kept`` puts back the previous frame's token
+    wherever the true token did not change; ``+ wrong changes kept`` also puts it back wherever
+    the model changed a token to a wrong one (only exact changes remain). Returns
+    {variant: {"mae", "stlpips"|"lpips"}} plus the token accuracies on unchanged / changed cells."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from wm.rewards.frame_metrics import frame_metrics
+    from wm.rollout.sampler import Sampler
+
+    cfg = OmegaConf.load(run_root / "grpo" / "config.yaml")
+    dm = instantiate(cfg.data.datamodule, _convert_="all")
+    dm.prepare_data()
+    dm.setup("validate")
+    task = instantiate(cfg.data.task, _convert_="all")
+    task.connect(dm)
+    policy = task.build_policy(None, init=str(run_root / "grpo" / "checkpoints" / "last.ckpt"))
+    policy.eval()
+    gen = torch.Generator().manual_seed(seed)
+    sums: dict[str, dict[str, list]] = {}
+    hits = {"unchanged": [0, 0], "changed": [0, 0]}
+    name = getattr(task.perceptual, "metric_name", "lpips")
+    for batch in dm.val_dataloader():
+        prompts = task.prompts(batch)
+        out = Sampler().sample(policy, prompts.ids, prompts.mask, prompts.plan, group_size=1,
+                               temperature=1.0, generator=gen)
+        preds = task.decode(out.tokens, batch, 1)
+        p, t = preds["tokens"][:, 0], preds["true_tokens"][:, 0]              # (B, N)
+        c = preds["prev_tokens"]                                             # (B, N)
+        for key, cells in (("unchanged", t == c), ("changed", t != c)):
+            hits[key][0] += int((p == t)[cells].sum())
+            hits[key][1] += int(cells.sum())
+        kept = torch.where(t == c, c, p)
+        variants = {"model": p, "unchanged kept": kept,
+                    "+ wrong changes kept": torch.where(kept == t, kept, c)}
+        ctx = task._encode(batch)["ctx_codes"]
+        ref = batch["frames"][:, task.Tc - 1].float()
+        for label, codes in variants.items():
+            frames = task.frames_from_codes(ctx, codes[:, None], ref)
+            vals = frame_metrics(frames, preds["target"], perceptual=task.perceptual,
+                                 names=("mae", "lpips") if task.perceptual is not None
+                                 else ("mae",))
+            for k, v in vals.items():
+                sums.setdefault(label, {}).setdefault(name if k == "lpips" else k, []).append(v)
+    out = {label: {k: float(torch.cat(v).mean()) for k, v in d.items()}
+           for label, d in sums.items()}
+    out["token_accuracy"] = {k: h[0] / max(h[1], 1) for k, h in hits.items()}
+    return out

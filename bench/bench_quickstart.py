@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from omegaconf import OmegaConf  # noqa: E402
 
-from bench._quickstart_floors import (floor_with_tokens_decoding,  # noqa: E402
+from bench._quickstart_floors import (floor_with_tokens_decoding, keep_oracle,  # noqa: E402
                                       token_stability)
 from bench._quickstart_verdict import (COPY, FLOOR, frontier_point,  # noqa: E402
                                        frontier_table, update_frontier, verdict)
@@ -90,14 +90,28 @@ def update_readme(block: str) -> None:
                       else text.replace("QUICKSTART_RESULT", new))
 
 
+def describe(runs: Path) -> str:
+    """The setting a run was made with, read from its stages' saved configs."""
+    cfg = {s: OmegaConf.load(runs / s / "config.yaml") for s in ("tokenizer", "mle", "grpo")}
+    vision, task = cfg["tokenizer"].vision, cfg["grpo"].data.task
+    perceptual = (vision.perceptual.get("backend", "none") if vision.get("perceptual_weight")
+                  else "none")
+    weights = "+".join(k if k != "lpips" else (task.perceptual or {}).get("backend", "lpips")
+                       for k in task.reward.weights)
+    steps = "/".join(str(cfg[s].stage.max_steps) for s in ("tokenizer", "mle", "grpo"))
+    return (f"{vision.tokenizer.get('norm', 'group')}-norm tokenizer, perceptual loss "
+            f"{perceptual}, {task.get('decoding', 'tokens')} decoding, reward -({weights}), "
+            f"steps {steps}")
+
+
 def write_default(body: str, total: float, comparison: str, summary: str,
-                  verdict_text: str) -> None:
+                  verdict_text: str, why: str) -> None:
     """The default quickstart's report: docs/benchmarks.md's section and the README block."""
     write_section("quickstart", body)
     update_readme(
         f"Measured on {os.cpu_count()} CPU cores ({total / 60:.0f} min in all, one torch thread), "
         f"the end of the output reads:\n\n{comparison}\n\n{summary}\n\n{verdict_text}\n\n"
-        + READING + "\n\nRLVR model on held-out episodes (rows alternate truth / prediction; the "
+        + why + "\n\n" + READING + "\n\nRLVR model on held-out episodes (rows alternate truth / prediction; the "
         "first two columns are the context frames). Settings tried and their minutes: "
         "[docs/benchmarks.md](docs/benchmarks.md), \"Quickstart settings tried\"."
         "\n\n![truth vs RLVR prediction](docs/figures/quickstart_strip.png)")
@@ -147,11 +161,15 @@ def main() -> None:
                  f"{data.datamodule.val_every}th episode held out).")
     single = json.loads((runs / "comparison.json").read_text())["eval"]["rows"]
     lines = verdict(single)
+    # the run's own configs name their folders through these (runs/data of this workdir)
+    os.environ.update(WM_RUNS_DIR=str(workdir / "runs"), WM_DATA_DIR=str(workdir / "data"))
     stability = token_stability(runs)
     floor_tok = floor_with_tokens_decoding(ROOT, workdir, args.overrides)
-    point = frontier_point(args.label, total / 60, args.overrides, single)
+    oracle = keep_oracle(runs)
+    point = frontier_point(f"{args.label}: {describe(runs)}", total / 60, args.overrides, single)
     point["tokenizer"] = {**stability, "floor_tokens_decoding": {
         k: floor_tok[k] for k in ("mae", "psnr", "ssim", "stlpips") if k in floor_tok}}
+    point["oracle"] = oracle
     points = update_frontier(FRONTIER, point)
     fmt = lambda d: ", ".join(f"{k.upper() if k != 'stlpips' else 'ST-LPIPS'} {d[k]:.4g}"  # noqa: E731
                               for k in ("mae", "psnr", "ssim", "stlpips") if k in d)
@@ -164,6 +182,21 @@ def main() -> None:
         f"{stability['margin_px']} px from any changed pixel change between consecutive frames "
         f"(a world model must predict those as noise); {100 * stability['unchanged']:.1f} % of "
         "all tokens stay the same.")
+    pm = lambda d: f"MAE {d['mae']:.4g}" + (f" / ST-LPIPS {d['stlpips']:.4g}"  # noqa: E731
+                                          if "stlpips" in d else "")
+    acc = oracle["token_accuracy"]
+    oracle_text = (
+        "Where the RLVR model's single-step error comes from (its samples, one per held-out "
+        "prompt, edited with the truth's help before decoding; `bench/_quickstart_floors.py`): "
+        f"as sampled {pm(oracle['model'])}; with every token of an unchanged cell put back "
+        f"{pm(oracle['unchanged kept'])}; and also every wrongly changed token put back (only "
+        f"exact changes remain) {pm(oracle['+ wrong changes kept'])}; copying the last frame "
+        f"{pm(single.get(COPY, {}))}. Its tokens are right on {100 * acc['unchanged']:.1f} % "
+        f"of the cells that did not change and on {100 * acc['changed']:.1f} % of those that "
+        "did: it loses to copying by redrawing still cells and by guessing wrong codes where "
+        "something moved, and with neither mistake it would still only come near the copy row, "
+        "since the few moving cells it gets exactly right are bounded by the tokenizer's floor "
+        "there.")
     verdict_text = "\n".join(f"- {ln}" for ln in lines)
     if point["clears_bar"]:
         summary = ("The RLVR model beats the copy-last-frame row on MAE, PSNR, SSIM and ST-LPIPS "
@@ -186,7 +219,7 @@ def main() -> None:
             f"Machine: {machine()}, {os.cpu_count()} CPU cores, `num_threads=auto` (1 torch thread "
             "per process). Fresh data and runs.\n\n"
             + data_line + "\n\n" + STEPS + "\n\n" + markdown_table(rows) + "\n\n" + recon_line
-            + "\n\n" + floor_text + "\n\n" + summary + "\n\n" + verdict_text + "\n\n" + comparison + "\n\n"
+            + "\n\n" + floor_text + "\n\n" + oracle_text + "\n\n" + summary + "\n\n" + verdict_text + "\n\n" + comparison + "\n\n"
             + READING)
     write_section("quickstart_frontier",
                   "## Quickstart settings tried (`python bench/bench_quickstart.py`)\n\n" + frontier)
@@ -197,7 +230,8 @@ def main() -> None:
         FIGURE.parent.mkdir(parents=True, exist_ok=True)
         strips = sorted((runs / "grpo").glob("eval*/strip.png"), key=lambda p: p.stat().st_mtime)
         shutil.copy(strips[-1], FIGURE)               # the newest single-step evaluation
-        write_default(body, total, comparison, summary, verdict_text)
+        write_default(body, total, comparison, summary, verdict_text,
+                      floor_text + "\n\n" + oracle_text)
     if not args.keep and args.workdir is None:
         shutil.rmtree(workdir)
 
