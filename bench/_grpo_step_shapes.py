@@ -17,13 +17,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-BS32 = ROOT.parent / "shared" / "data" / "bytesized32"
+# the real data (../shared/data, or WM_SHARED_DATA as the tests read it)
+BS32 = Path(os.environ.get("WM_SHARED_DATA", ROOT.parent / "shared" / "data")) / "bytesized32"
 
 # video single-step layout (RLVR-World, reference VocabLayout with the 4,375-code FSQ tokenizer)
 VOCAB, VISUAL, P_VIDEO, L_VIDEO, G_VIDEO = 4633, 4375, 1333, 321, 16
