@@ -15,9 +15,9 @@ prompt and data another worker (ours or TRL) uses.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import partial
-import os
 from pathlib import Path
 
 import torch
