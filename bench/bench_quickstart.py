@@ -133,6 +133,9 @@ def main() -> None:
                          "point, README untouched)")
     ap.add_argument("overrides", nargs="*", help="extra train.py overrides")
     args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)   # this process's own measurements, like the quickstart (auto = 1)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="wm_quickstart_"))
     if args.report_only:
         run_quickstart(workdir, args.overrides)
