@@ -102,6 +102,7 @@ def _se(values) -> float:
     return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
+@torch.no_grad()   # scoped: tests call main() in-process
 def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs-dir", default=os.environ.get("WM_RUNS_DIR", "runs"),
@@ -123,7 +124,6 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--no-report", action="store_true", help="print only; leave docs/ alone")
     a = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    torch.set_grad_enabled(False)
     models = [m.strip() for m in a.models.split(",") if m.strip()]
     bad = [m for m in models if m not in STAGES]
     if bad:
