@@ -20,19 +20,26 @@ import torch
 import torch.nn.functional as F
 
 
+def _val_datamodule(cfg):
+    """The run's VideoDataModule (from its saved config), set up for the held-out split."""
+    from hydra.utils import instantiate
+
+    dm = instantiate(cfg.data.datamodule, _convert_="all")
+    dm.prepare_data()
+    dm.setup("validate")
+    return dm
+
+
 def token_stability(run_root: Path, margin: int = 12, threshold: float = 0.02) -> dict:
     """{"far_flip": share of tokens farther than ``margin`` px from any pixel that changed by
     more than ``threshold`` which still change, "unchanged": share of tokens that stay the same}
     over the held-out clips' (last context, next) frame pairs; ``run_root`` = runs/<run>."""
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     from wm.vision.registry import load_tokenizer
 
     cfg = OmegaConf.load(run_root / "mle" / "config.yaml")
-    dm = instantiate(cfg.data.datamodule, _convert_="all")
-    dm.prepare_data()
-    dm.setup("validate")
+    dm = _val_datamodule(cfg)
     tok = load_tokenizer(str(run_root / "tokenizer" / "checkpoints" / "last.ckpt")).eval()
     tc = int(cfg.data.context_frames)
     far = [0, 0]
@@ -79,9 +86,7 @@ def keep_oracle(run_root: Path, seed: int = 0) -> dict:
     from wm.rollout.sampler import Sampler
 
     cfg = OmegaConf.load(run_root / "grpo" / "config.yaml")
-    dm = instantiate(cfg.data.datamodule, _convert_="all")
-    dm.prepare_data()
-    dm.setup("validate")
+    dm = _val_datamodule(cfg)
     task = instantiate(cfg.data.task, _convert_="all")
     task.connect(dm)
     policy = task.build_policy(None, init=str(run_root / "grpo" / "checkpoints" / "last.ckpt"))
