@@ -99,15 +99,22 @@ def _cells(mask, task, size):
     return torch.nn.functional.interpolate(mask.view(-1, 1, h, w).float(), size=size)
 
 
-def test_patch_decoding_keeps_the_previous_pixels_where_tokens_are_kept(setup):
-    task, dm = _patch_task(setup)
-    batch = next(iter(dm.val_dataloader()))
-    frames = batch["frames"].float()
+def _every_third_changed(task, dm, step):
+    """Held-out frames (B,T,3,H,W), their context codes (B,2,N) and the last context frame's
+    codes with every 3rd token moved by ``step`` (B,1,N); checks that keeping every token
+    reproduces the last context frame exactly."""
+    frames = next(iter(dm.val_dataloader()))["frames"].float()
     ctx, _ = task.tokenizer.encode_clip(frames[:, :2], 2)                  # (B, 2, N)
     same = task.frames_from_codes(ctx, ctx[:, -1:], frames[:, 1])         # nothing changed
     torch.testing.assert_close(same[:, 0], frames[:, 1], rtol=0, atol=0)
     other = ctx[:, -1:].clone()
-    other[:, :, ::3] = (other[:, :, ::3] + 1) % task.tokenizer.codebook_size  # every 3rd token
+    other[:, :, ::3] = (other[:, :, ::3] + step) % task.tokenizer.codebook_size
+    return frames, ctx, other
+
+
+def test_patch_decoding_keeps_the_previous_pixels_where_tokens_are_kept(setup):
+    task, dm = _patch_task(setup)
+    frames, ctx, other = _every_third_changed(task, dm, 1)
     got = task.frames_from_codes(ctx, other, frames[:, 1])[:, 0]
     kept = _cells(other[:, 0] == ctx[:, -1], task, frames.shape[-2:])
     decoded = task.tokenizer.decode_clip(ctx, other)[:, 0].clamp(0, 1)
@@ -129,10 +136,20 @@ def test_true_tokens_floor_plain_is_reconstruction_and_patch_differs(setup):
     assert patch["mae"] != pytest.approx(plain["mae"], rel=1e-3)
 
 
-def test_patch_open_loop_chains_frame_by_frame(setup):
+def _dilate(mask, d):
+    """(N,1,H,W) 0/1 -> grown by d px (max over the (2d+1)^2 neighbourhood, zero outside)."""
+    H, W = mask.shape[-2:]
+    padded = torch.nn.functional.pad(mask, (d, d, d, d))
+    return torch.stack([padded[..., i:i + H, j:j + W] for i in range(2 * d + 1)
+                        for j in range(2 * d + 1)]).amax(0)
+
+
+@pytest.mark.parametrize("decoding", ["patch", "delta"])
+def test_patch_open_loop_chains_frame_by_frame(setup, decoding):
     from stage_fixtures import tiny_llama_factory
 
     task, dm = _patch_task(setup, future=3)
+    task.decoding, task.delta_threshold, task.delta_dilate = decoding, 0.05, 1
     policy = task.build_policy(tiny_llama_factory(seed=0))
     batch = next(iter(dm.val_dataloader()))
     preds = task.open_loop(policy, batch, 3, 2, torch.Generator().manual_seed(0))
@@ -141,19 +158,48 @@ def test_patch_open_loop_chains_frame_by_frame(setup):
     ctx = ctx.repeat_interleave(2, dim=0)
     decoded = task.tokenizer.decode_clip(ctx, preds["tokens"]).clamp(0, 1)
     prev, prev_codes = frames[:, 1].repeat_interleave(2, dim=0), ctx[:, -1]
+    prev_dec = task.tokenizer.decode_clip(ctx, ctx[:, -1:])[:, 0].clamp(0, 1)
     for t in range(3):
         kept = _cells(preds["tokens"][:, t] == prev_codes, task, frames.shape[-2:])
+        if decoding == "delta":
+            moved = ((decoded[:, t] - prev_dec).abs().amax(1, keepdim=True) > 0.05).float()
+            kept = torch.maximum(kept, 1 - _dilate(moved, 1))
+            prev_dec = decoded[:, t]
         prev = kept * prev + (1 - kept) * decoded[:, t]
         prev_codes = preds["tokens"][:, t]
         torch.testing.assert_close(preds["frames"][:, t], prev)
 
 
+def test_delta_decoding_redraws_only_the_pixels_a_changed_code_changes(setup):
+    task, dm = _patch_task(setup)
+    task.decoding = "delta"
+    frames, ctx, other = _every_third_changed(task, dm, 7)
+    kept = _cells(other[:, 0] == ctx[:, -1], task, frames.shape[-2:])
+    changed = (1 - kept).bool()
+    new = task.tokenizer.decode_clip(ctx, other)[:, 0].clamp(0, 1)
+    old = task.tokenizer.decode_clip(ctx, ctx[:, -1:])[:, 0].clamp(0, 1)
+    change = (new - old).abs().amax(1, keepdim=True)                       # (B, 1, H, W)
+    # a threshold that only some of the changed cells' pixels pass (the tiny tokenizer's scale)
+    task.delta_threshold, task.delta_dilate = float(change[changed].quantile(0.9)), 1
+    got = task.frames_from_codes(ctx, other, frames[:, 1])[:, 0]
+    redrawn = _dilate((change > task.delta_threshold).float(), 1) * (1 - kept)
+    torch.testing.assert_close(got, redrawn * new + (1 - redrawn) * frames[:, 1])
+    assert 0 < redrawn[changed].mean() < 1
+    # threshold 0, no dilation: every pixel the new code's decoding changes is redrawn
+    task.delta_threshold, task.delta_dilate = 0.0, 0
+    every = task.frames_from_codes(ctx, other, frames[:, 1])[:, 0]
+    diff = ((change > 0) & changed).expand_as(new)
+    torch.testing.assert_close(every[diff], new[diff], rtol=0, atol=0)
+    torch.testing.assert_close(every[~diff], frames[:, 1][~diff], rtol=0, atol=0)
+
+
 def test_bad_decoding_is_refused(setup):
     task, _ = setup()
-    with pytest.raises(ValueError, match="data.task.decoding='pixels'.*tokens.*patch"):
+    with pytest.raises(ValueError, match="data.task.decoding='pixels'.*tokens.*patch.*delta"):
         task._check_decoding("pixels", 0)
-    with pytest.raises(ValueError, match="n_prompt_future=1"):
-        task._check_decoding("patch", 1)
+    for decoding in ("patch", "delta"):
+        with pytest.raises(ValueError, match=f"decoding={decoding} with n_prompt_future=1"):
+            task._check_decoding(decoding, 1)
     task.tokenizer.shared_codebook = False          # a compressive tokenizer's own grid
     try:
         with pytest.raises(ValueError, match="per-frame tokenizer"):

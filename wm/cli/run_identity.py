@@ -52,6 +52,8 @@ RUN_KEYS: tuple[tuple[str, str], ...] = (
     ("data.task.action_bins", "stage.module.task.action_bins"),
     ("data.task.action_ranges", "stage.module.task.action_ranges"),
     ("data.task.decoding", "stage.module.task.decoding"),
+    ("data.task.delta_threshold", "stage.module.task.delta_threshold"),
+    ("data.task.delta_dilate", "stage.module.task.delta_dilate"),
     ("data.task.reward", "stage.module.task.reward"),
     ("data.task.perceptual", "stage.module.task.perceptual"),
     ("vision.tokenizer", "stage.module.tokenizer"),
@@ -61,7 +63,8 @@ RUN_KEYS: tuple[tuple[str, str], ...] = (
 
 #: what a run optimises but an evaluation may choose freely (how frames are decoded, what is
 #: scored): part of a run's identity, not of the data an evaluation compares
-SCORING_KEYS = ("data.task.decoding", "data.task.reward", "data.task.perceptual")
+SCORING_KEYS = ("data.task.decoding", "data.task.delta_threshold", "data.task.delta_dilate",
+                "data.task.reward", "data.task.perceptual")
 
 #: the entries that describe the data a checkpoint was trained on (what eval.py compares); the
 #: tokenizer checkpoint is not among them (an evaluation uses the checkpoint's own)

@@ -55,9 +55,10 @@ class VideoTask(VideoPolicyMixin, VideoSamplesMixin, VideoBaselinesMixin, VideoD
             (``wm.world.vocab`` / ``wm.world.layout``); the reference's released multi-step
             model: ``future_first``, 1, true (the first future frame and its action in the
             prompt, the clip's future_frames = 1 + predicted frames).
-        decoding: ``"tokens"`` (the paper: the tokenizer's decoder) or ``"patch"`` (ours: a
-            token kept from the previous frame shows that frame's pixels;
-            :mod:`wm.tasks.video_decoding`).
+        decoding: ``"tokens"`` (the paper: the tokenizer's decoder), ``"patch"`` (ours: a
+            token kept from the previous frame shows that frame's pixels) or ``"delta"`` (ours:
+            a changed token redraws only the pixels its decoding changes by more than
+            ``delta_threshold``, grown by ``delta_dilate`` px; :mod:`wm.tasks.video_decoding`).
     """
 
     def __init__(self, tokenizer_ckpt: str, layout: str = "single_step", context_frames: int = 1,
@@ -65,7 +66,7 @@ class VideoTask(VideoPolicyMixin, VideoSamplesMixin, VideoBaselinesMixin, VideoD
                  reward=None, perceptual: nn.Module | None = None, cache_tokens: bool = False,
                  metric_names: list[str] | None = None, visual_order: str = "context_first",
                  n_prompt_future: int = 0, final_action: bool = False,
-                 decoding: str = "tokens"):
+                 decoding: str = "tokens", delta_threshold: float = 0.3, delta_dilate: int = 2):
         super().__init__()
         if layout not in LAYOUTS:
             raise ValueError(f"data.task.layout={layout!r}: choose one of {LAYOUTS}")
@@ -97,6 +98,7 @@ class VideoTask(VideoPolicyMixin, VideoSamplesMixin, VideoBaselinesMixin, VideoD
                                                 visual_order=visual_order)
         self.n_prompt_future, self.final_action = int(n_prompt_future), bool(final_action)
         self.decoding = self._check_decoding(decoding, self.n_prompt_future)
+        self.delta_threshold, self.delta_dilate = float(delta_threshold), int(delta_dilate)
         if self.n_prompt_future not in (0, 1) or (self.n_prompt_future and layout != "multi_step"):
             raise ValueError(f"data.task.n_prompt_future={n_prompt_future}: 0, or 1 with "
                              "layout=multi_step (the reference's released multi-step sequence)")
