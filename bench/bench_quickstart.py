@@ -41,8 +41,8 @@ world model must clear); `true tokens (tokenizer floor)` decodes the true next f
 tokens, the best any world model can score with this tokenizer and decoding. `stlpips` is
 ST-LPIPS (AlexNet, shift-tolerant), the trained perceptual network that runs offline, NOT the
 paper's LPIPS-VGG. The reward is -(MAE + ST-LPIPS). A predicted token equal to the previous
-frame's shows the previous frame's pixels at its cell (`data.task.decoding=patch`, README
-"Departures"). `repeat` is the paper's
+frame's shows the previous frame's pixels at its cell, and a changed one redraws only the
+pixels its decoding changes (`data.task.decoding=delta`, README "Departures"). `repeat` is the paper's
 repetition rate (a predicted frame whose tokens equal the previous frame's); `repeat_truth`
 applies the same test to the true frames; `repeat_spurious` counts the repeats where the true
 frame changed."""
