@@ -3,8 +3,10 @@
 ``python train.py`` (stage=pipeline) composes, for each step, the same config a user would get
 from ``python train.py stage=<step> <their overrides>``, so each step is exactly the standalone
 stage. A step whose run folder holds ``DONE`` is skipped; an interrupted step resumes from its
-``last.ckpt``; evaluations are cached in ``<run>/eval/metrics.json`` (keyed by the checkpoint
-and seed). The final table compares the models on the held-out episodes.
+``last.ckpt``; evaluations are cached in ``<run>/eval/metrics.json`` (keyed by the whole
+evaluation: checkpoint and its version, data, task settings, eval settings; ``_eval_dir``), the
+model-free rows in ``<run>/baselines/`` (``evaluate_baseline(cached=True)``, same key with the
+tokenizer's version). The final table compares the models on the held-out episodes.
 """
 from __future__ import annotations
 
@@ -48,11 +50,13 @@ def step_config(step: str, overrides: list[str]) -> DictConfig:
     return compose(config_name="train", overrides=[*keep, f"stage={step}"])
 
 
-def _eval_config(run_cfg: DictConfig, ckpt: Path, out_dir: Path, settings: dict):
-    """The eval.py config for ``ckpt``: the step's own paths, data, run name, seed and threads
-    (whatever groups or experiments produced them), plus the pipeline's evaluation
-    ``settings`` (num_samples, top_k, horizon, ...)."""
-    cfg = compose(config_name="eval", overrides=[f"ckpt={ckpt}", f"out_dir={out_dir}"])
+def _eval_config(run_cfg: DictConfig, ckpt: Path | str, out_dir: Path | None, settings: dict):
+    """The eval.py config for ``ckpt`` (a checkpoint, or a model-free baseline's name): the
+    step's own paths, data, run name, seed and threads (whatever groups or experiments produced
+    them), plus the pipeline's evaluation ``settings`` (num_samples, top_k, horizon, ...).
+    ``out_dir`` None: eval.py's own choice."""
+    cfg = compose(config_name="eval", overrides=[f"ckpt={ckpt}", "out_dir=null" if out_dir is None
+                                                 else f"out_dir={out_dir}"])
     with open_dict(cfg):
         for key in ("paths", "data", "run_name", "seed", "num_threads"):
             cfg[key] = run_cfg[key]
@@ -90,10 +94,8 @@ def _baseline_row(name: str, step: str, overrides: list[str], settings: dict) ->
     from wm.cli.evaluate_baseline import evaluate_baseline
 
     step_cfg = step_config(step, overrides)
-    cfg = _eval_config(step_cfg, Path(name), Path("."), {**settings, "num_samples": 1})
-    with open_dict(cfg):
-        cfg.ckpt, cfg.out_dir = name, None
-    return evaluate_baseline(cfg, cached=True)
+    return evaluate_baseline(_eval_config(step_cfg, name, None, {**settings, "num_samples": 1}),
+                             cached=True)
 
 
 def run_pipeline(cfg: DictConfig, overrides: list[str] | None = None) -> dict:
