@@ -147,7 +147,7 @@ def loss_parity_at(shape: str, out: Path, seed: int = 0) -> dict:
     ours (token-mean, shared-prefix forward ``grouped_response_logits`` + ``grpo_loss``, on the
     full-vocabulary distribution TRL's loss uses). Returns both losses and the largest absolute
     difference of the parameter gradients."""
-    from wm.rl.loss import GRPOLossConfig, grpo_loss
+    from bench.bench_trl_grpo import compare_on_batch
     from wm.rollout.distribution import sampling_logprobs
     from wm.rollout.forward import grouped_response_logits
 
@@ -178,23 +178,8 @@ def loss_parity_at(shape: str, out: Path, seed: int = 0) -> dict:
     ref = logp0 + 0.3 * torch.randn(G, L, generator=g)
     adv = torch.randn(G, generator=g)
 
-    trainer.current_gradient_accumulation_steps = 1
     inputs = {"prompt_ids": prompt.expand(G, -1), "prompt_mask": pmask.long().expand(G, -1),
               "completion_ids": completion, "completion_mask": cmask, "advantages": adv,
               "old_per_token_logps": old, "ref_per_token_logps": ref,
               "num_items_in_batch": cmask.sum()}
-    model.zero_grad()
-    loss_trl = trainer.compute_loss(model, inputs)
-    loss_trl.backward()
-    grads = {k: v.grad.clone() for k, v in model.named_parameters() if v.grad is not None}
-    model.zero_grad()
-    cfg = GRPOLossConfig(eps_low=0.2, eps_high=0.2, dual_clip=None, kl_coef=BETA,
-                         kl_estimator="k3", aggregation="token-mean")
-    loss_ours, _ = grpo_loss(ours_logp(), old, ref, adv, cmask.bool(), cfg, max_len=L)
-    loss_ours.backward()
-    diff = max((v.grad - grads[k]).abs().max().item()
-               for k, v in model.named_parameters() if v.grad is not None)
-    scale = max(v.abs().max().item() for v in grads.values())
-    return {"ours": loss_ours.item(), "trl": loss_trl.item(), "max_grad_diff": diff,
-            "max_grad": scale}
-
+    return compare_on_batch(trainer, inputs, ours_logp, "token-mean", L, beta=BETA)

@@ -58,8 +58,10 @@ VARIANTS = {"after": {"shared_prefix": True, "cascade": True, "skip_old_logp": T
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory (Linux: ru_maxrss is in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory (Linux: ru_maxrss is in KiB). The kernel updates
+    that high-water mark lazily (when memory is unmapped), so the current RSS can be above it
+    for a while: the larger of the two."""
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rss_mb())
 
 
 def rss_mb() -> float:

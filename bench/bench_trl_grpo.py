@@ -106,7 +106,7 @@ def loss_parity(model_dir: Path, out: Path, ours: str = "token-mean", seed: int 
     Returns {"ours", "trl", "max_grad_diff", "max_grad"}: the two losses and the largest
     absolute difference between their parameter gradients.
     """
-    from wm.rl.loss import GRPOLossConfig, grpo_loss, token_logprobs
+    from wm.rl.loss import token_logprobs
     from wm.rollout.forward import response_logits
 
     trainer = trl_trainer(model_dir, out, LOSS_PAIRS[ours], steps=1)
@@ -128,22 +128,40 @@ def loss_parity(model_dir: Path, out: Path, ours: str = "token-mean", seed: int 
     ref = logp0 + 0.3 * torch.randn(n, length, generator=g)
     adv = torch.randn(n, generator=g)
 
-    trainer.current_gradient_accumulation_steps = 1
     inputs = {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask,
               "completion_ids": completion_ids, "completion_mask": completion_mask,
               "advantages": adv, "old_per_token_logps": old, "ref_per_token_logps": ref,
               "num_items_in_batch": completion_mask.sum()}
+
+    def ours_logp():
+        logits = response_logits(model, prompt_ids, prompt_mask.bool(), completion_ids)
+        return token_logprobs(logits, completion_ids)
+
+    return compare_on_batch(trainer, inputs, ours_logp, ours, MAX_LEN)
+
+
+def compare_on_batch(trainer, inputs: dict, ours_logp, aggregation: str, max_len: int,
+                     beta: float = BETA) -> dict:
+    """TRL's ``compute_loss`` and our ``grpo_loss`` on one prepared batch ``inputs`` (TRL's
+    keys: completion_mask, advantages, old/ref_per_token_logps, ...); ``ours_logp()`` gives our
+    per-token log-probs (N, L) with gradients. Returns {"ours", "trl", "max_grad_diff",
+    "max_grad"}: the two losses and the largest absolute difference between their parameter
+    gradients (and TRL's largest gradient, the scale). ``beta``: the KL coefficient the
+    trainer was configured with."""
+    from wm.rl.loss import GRPOLossConfig, grpo_loss
+
+    model = trainer.model
+    trainer.current_gradient_accumulation_steps = 1
     model.zero_grad()
     loss_trl = trainer.compute_loss(model, inputs)
     loss_trl.backward()
     grads_trl = {k: v.grad.clone() for k, v in model.named_parameters() if v.grad is not None}
-
     model.zero_grad()
-    cfg = GRPOLossConfig(eps_low=0.2, eps_high=0.2, dual_clip=None, kl_coef=BETA,
-                         kl_estimator="k3", aggregation=ours)
-    logits = response_logits(model, prompt_ids, prompt_mask.bool(), completion_ids)
-    logp = token_logprobs(logits, completion_ids)
-    loss_ours, _ = grpo_loss(logp, old, ref, adv, completion_mask.bool(), cfg, max_len=MAX_LEN)
+    cfg = GRPOLossConfig(eps_low=0.2, eps_high=0.2, dual_clip=None, kl_coef=beta,
+                         kl_estimator="k3", aggregation=aggregation)
+    loss_ours, _ = grpo_loss(ours_logp(), inputs["old_per_token_logps"],
+                             inputs["ref_per_token_logps"], inputs["advantages"],
+                             inputs["completion_mask"].bool(), cfg, max_len=max_len)
     loss_ours.backward()
     diff = max((v.grad - grads_trl[k]).abs().max().item()
                for k, v in model.named_parameters() if v.grad is not None)
