@@ -50,9 +50,11 @@ def test_default_is_the_cpu_pusht_pipeline():
     assert cfg.data.task.perceptual.backend == "stlpips" and cfg.data.task.perceptual.net == "alex"
     assert cfg.vision.perceptual.backend == "stlpips" and cfg.vision.perceptual_weight == 1.0
     assert cfg.vision.tokenizer.norm == "channel" and cfg.vision.name == "frame_64_quickstart"
+    assert list(cfg.vision.tokenizer.levels) == [4, 4, 4] and cfg.data.task.decoding == "delta"
     # ... for the PushT quickstart only: other 64x64 data keep the paper's tokenizer recipe
     rope = _compose(["data=rope"]).vision
     assert rope.name == "frame_64" and rope.tokenizer.get("norm", "group") == "group"
+    assert list(rope.tokenizer.levels) == [7, 5, 5, 5, 5]
     assert rope.perceptual.backend == "none" and rope.perceptual_weight == 0.0
 
 
