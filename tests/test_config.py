@@ -113,8 +113,8 @@ def test_experiment_values_win_over_the_entry_config():
     assert "/pusht_multistep/tokenizer/" in cfg.data.task.tokenizer_ckpt
     assert "/pusht_multistep/mle/" in cfg.stage.module.init_policy
     assert cfg.data.task.layout == "multi_step" and cfg.vision.name == "compressive_64"
-    # the PushT default's patch decoding needs a per-frame tokenizer: the compressive one decodes
-    assert cfg.data.task.decoding == "tokens" and _compose([]).data.task.decoding == "patch"
+    # the PushT default's delta decoding needs a per-frame tokenizer: the compressive one decodes
+    assert cfg.data.task.decoding == "tokens" and _compose([]).data.task.decoding == "delta"
     assert _compose(["experiment=pusht_multistep", "run_name=other"]).run_name == "other"
 
 
