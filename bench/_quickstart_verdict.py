@@ -79,3 +79,15 @@ def frontier_table(points: list[dict]) -> str:
                      f"{'yes' if p['clears_bar'] else 'no'} | {cell(f, 'mae')} | "
                      + (f"{100 * t['far_flip']:.2f} % |" if "far_flip" in t else "— |"))
     return "\n".join(lines)
+
+
+def best_under(points: list[dict], minutes: float = 30.0) -> dict | None:
+    """The best point within ``minutes``: the most bar metrics on which RLVR beats copying,
+    then the lowest RLVR MAE + ST-LPIPS (the quickstart's reward, recomputed from the frames'
+    metrics so that points with other rewards or decodings compare); None when none fits."""
+    def key(p):
+        r, c = p["rows"].get(RLVR, {}), p["rows"].get(COPY, {})
+        ahead = sum(better(r[m], c[m], hi) for m, hi in BAR_METRICS.items() if m in r and m in c)
+        return ahead, -(r.get("mae", float("inf")) + r.get("stlpips", float("inf")))
+    fits = [p for p in points if p["minutes"] <= minutes]
+    return max(fits, key=key) if fits else None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -30,8 +31,9 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from bench._quickstart_floors import (floor_with_tokens_decoding, keep_oracle,  # noqa: E402
                                       token_stability)
-from bench._quickstart_verdict import (COPY, FLOOR, frontier_point,  # noqa: E402
-                                       frontier_table, update_frontier, verdict)
+from bench._quickstart_verdict import (COPY, FLOOR, best_under,  # noqa: E402
+                                       frontier_point, frontier_table, update_frontier,
+                                       verdict)
 from bench._report import machine, markdown_table, write_section  # noqa: E402
 
 README = ROOT / "README.md"
@@ -99,7 +101,9 @@ def describe(runs: Path) -> str:
     weights = "+".join(k if k != "lpips" else (task.perceptual or {}).get("backend", "lpips")
                        for k in task.reward.weights)
     steps = "/".join(str(cfg[s].stage.max_steps) for s in ("tokenizer", "mle", "grpo"))
-    return (f"{vision.tokenizer.get('norm', 'group')}-norm tokenizer, perceptual loss "
+    codes = math.prod(vision.tokenizer.get("levels", [7, 5, 5, 5, 5]))
+    return (f"{vision.tokenizer.get('norm', 'group')}-norm tokenizer of {codes:,} codes, "
+            "perceptual loss "
             f"{perceptual}, {task.get('decoding', 'tokens')} decoding, reward -({weights}), "
             f"steps {steps}")
 
@@ -208,9 +212,15 @@ def main() -> None:
         summary = ("The RLVR model beats the copy-last-frame row on MAE, PSNR, SSIM and ST-LPIPS "
                    "on held-out episodes, and RLVR beats MLE on the reward:")
     else:
+        best = best_under(points)
+        rank = ("This default is the best of them within 30 minutes"
+                if best is not None and best["label"] == point["label"] else
+                "This run is not the best of them within 30 minutes (that is: "
+                f"{best['label'] if best else 'none'})")
         summary = ("**The RLVR model does not clear the copy-last-frame bar on every metric in "
-                   "this budget**; the section \"Quickstart settings tried\" of "
-                   "docs/benchmarks.md lists the settings tried (minutes against metrics):")
+                   "this budget.** The section \"Quickstart settings tried\" of "
+                   f"docs/benchmarks.md lists the {len(points)} settings tried (minutes against "
+                   f"metrics). {rank}. Its verdict:")
 
     cmd = "python train.py" + "".join(f" {o}" for o in args.overrides)
     frontier = ("Settings tried (`python bench/bench_quickstart.py --label <name> <overrides>`, "
@@ -221,6 +231,11 @@ def main() -> None:
                 "tokenizer's floor under the run's decoding); `far-token flips`: tokens farther "
                 "than 12 px from any changed pixel that change between consecutive frames."
                 "\n\n" + frontier_table(points))
+    best = best_under(points)
+    if best is not None:
+        frontier += ("\n\nBest point within 30 minutes (most of MAE, PSNR, SSIM, ST-LPIPS on "
+                     "which RLVR beats copying the last frame, then the lowest RLVR MAE + "
+                     f"ST-LPIPS): **{best['label']}** ({best['minutes']:.1f} min).")
     body = (f"## Quickstart (`{cmd}`, `python bench/bench_quickstart.py`)\n\n"
             f"Machine: {machine()}, {os.cpu_count()} CPU cores, `num_threads=auto` (1 torch thread "
             "per process). Fresh data and runs.\n\n"

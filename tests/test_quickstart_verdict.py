@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from bench._quickstart_verdict import (COPY, FLOOR, MLE, RLVR, clears_bar, frontier_point,
-                                       frontier_table, update_frontier, verdict)
+from bench._quickstart_verdict import (COPY, FLOOR, MLE, RLVR, best_under, clears_bar,
+                                       frontier_point, frontier_table, update_frontier, verdict)
 
 
 def _rows(rlvr_mae=0.006, rlvr_ssim=0.95, rlvr_stlpips=0.02, rlvr_reward=-0.026):
@@ -50,3 +50,14 @@ def test_frontier_keeps_one_point_per_label(tmp_path):
     assert "| a | 25.0 | 0.006 | 0.007 |" in table and "| yes | 0.0062 | 28.00 % |" in table
     b_row = [ln for ln in table.splitlines() if ln.startswith("| b |")][0]
     assert b_row.startswith("| b | 31.5 | 0.01 |") and b_row.endswith("| no | 0.0062 | — |")
+
+
+def test_best_under_the_budget_counts_metrics_ahead_then_the_reward():
+    fast = frontier_point("fast", 24.0, [], _rows(rlvr_mae=0.008, rlvr_ssim=0.90))  # 2 ahead
+    close = frontier_point("close", 29.0, [], _rows(rlvr_mae=0.0075, rlvr_ssim=0.91))
+    slow = frontier_point("slow", 54.0, [], _rows())                       # all 4, too slow
+    assert best_under([fast, close, slow])["label"] == "close"   # same count, lower MAE + ST-LPIPS
+    ahead = frontier_point("ahead", 28.0, [], _rows(rlvr_mae=0.0069, rlvr_ssim=0.90,
+                                                    rlvr_stlpips=0.021))     # 3 ahead, worse sum
+    assert best_under([fast, close, ahead, slow])["label"] == "ahead"
+    assert best_under([slow]) is None and best_under([slow], 60)["label"] == "slow"
