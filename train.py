@@ -14,13 +14,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from wm.cli.config_check import check_override_types, one_line_errors
+from wm.cli.config_check import check_choices, check_override_types, one_line_errors
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     with one_line_errors():
         check_override_types(cfg, HydraConfig.get().overrides.task, "train")
+        check_choices(cfg)
         runner = instantiate(cfg.stage.runner)
         runner(cfg)
 

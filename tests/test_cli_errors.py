@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 from stage_fixtures import (compose_train, cpu_overrides, save_tiny_tokenizer,
                             tiny_video_overrides, write_video_dataset)
-from wm.cli.config_check import ConfigValueError, check_override_types
+from wm.cli.config_check import CHOICES, ConfigValueError, check_choices, check_override_types
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -82,6 +82,23 @@ def test_the_command_line_prints_one_line_for_a_wrong_type():
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert lines == ["stage.max_steps=2O: stage.max_steps takes a number, e.g. "
                      "`stage.max_steps=1000` (its default)"], out.stderr
+
+
+def test_a_value_outside_its_choices_fails_before_any_run_folder_or_checkpoint(tmp_path):
+    """Found by a new-user trial: ``data.task.decoding=pixels`` was reported only after the run
+    folder's identity and the tokenizer checkpoint (a missing-checkpoint message first)."""
+    for key in CHOICES:
+        with pytest.raises(ConfigValueError, match=re.escape(f"{key}='nope': choose one of (")):
+            check_choices(_compose("train", [f"{key}=nope"]))
+    check_choices(_compose("train", []))                       # the defaults pass
+    out = subprocess.run([sys.executable, "train.py", "stage=mle", "data.task.decoding=pixels",
+                          f"paths.runs_dir={tmp_path}/runs"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode != 0 and lines == [
+        "data.task.decoding='pixels': choose one of ('tokens', 'patch', 'delta')"], out.stderr
+    # no run was started: no identity recorded, no checkpoint written
+    assert not [p for p in tmp_path.rglob("*") if p.name == "identity.json" or p.suffix == ".ckpt"]
 
 
 @pytest.mark.parametrize("what", ["constructor", "missing", "option"])

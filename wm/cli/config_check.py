@@ -13,6 +13,9 @@ errors raised while building objects from the config.
   become a one-line exit naming the config key, as does an error whose message starts with the
   option it is about (``num_threads='x': ...``). ``HYDRA_FULL_ERROR=1`` keeps the traceback.
 
+- :func:`check_choices`: an option with a fixed set of values (``data.task.decoding``, ...)
+  outside that set is refused before any run folder or checkpoint is looked at.
+
 Light on purpose (no torch/lightning at import): train.py calls it before anything heavy.
 """
 from __future__ import annotations
@@ -98,6 +101,29 @@ def check_override_types(cfg, overrides: list[str], config_name: str) -> None:
             raise ConfigValueError(
                 f"{key}={given}: {key} takes {_kind(default)}, e.g. `{key}={_show(default)}` "
                 "(its default)")
+
+
+#: options with a fixed set of values -> "module:constant" holding the allowed values (imported
+#: only when the option is in the config); checked before anything is loaded, so a bad value is
+#: not reported after the run folder and the checkpoints it would need
+CHOICES = {"data.task.decoding": "wm.tasks.video_decoding:DECODINGS",
+           "data.task.layout": "wm.tasks.video:LAYOUTS"}
+
+
+def check_choices(cfg) -> None:
+    """Refuse a value outside its option's allowed set (:data:`CHOICES`), naming both."""
+    import importlib
+
+    from omegaconf import OmegaConf
+
+    for key, where in CHOICES.items():
+        value = OmegaConf.select(cfg, key, throw_on_missing=False, default=None)
+        if value is None:
+            continue
+        module, name = where.split(":")
+        allowed = tuple(getattr(importlib.import_module(module), name))
+        if value not in allowed:
+            raise ConfigValueError(f"{key}={value!r}: choose one of {allowed}")
 
 
 def _root_cause(err: BaseException) -> BaseException:

@@ -156,6 +156,8 @@ class VideoDataModule(L.LightningDataModule):
             raise DataError(f"no dataset at {self.root} (no index.json) and no data.source to create "
                             f"it: run `python -m wm.data.prepare <name> --out {self.root}` or set "
                             "data.root to an existing dataset")
+        log.info("no dataset at %s yet: creating it from data.source (%s); later runs reuse it",
+                 self.root, type(self.source).__name__)
         self.source.write(self.root)
 
     @property
