@@ -249,7 +249,9 @@ def main() -> None:
         print("(not the default quickstart: README and the quickstart section left as they are)")
     else:
         FIGURE.parent.mkdir(parents=True, exist_ok=True)
-        strips = sorted((runs / "grpo").glob("eval*/strip.png"), key=lambda p: p.stat().st_mtime)
+        strips = sorted([*(runs / "grpo").glob("eval/strip.png"),
+                         *(runs / "grpo").glob("eval-*/strip.png")],   # not eval_open_loop_*
+                        key=lambda p: p.stat().st_mtime)
         shutil.copy(strips[-1], FIGURE)               # the newest single-step evaluation
         write_default(body, total, comparison, summary, verdict_text,
                       floor_text + "\n\n" + oracle_text)
