@@ -208,11 +208,11 @@ def main() -> None:
             "with neither mistake it would still only come near the copy row, since the few "
             "moving cells it gets exactly right are bounded by the tokenizer's floor there."))
     verdict_text = "\n".join(f"- {ln}" for ln in lines)
+    best = best_under(points)
     if point["clears_bar"]:
         summary = ("The RLVR model beats the copy-last-frame row on MAE, PSNR, SSIM and ST-LPIPS "
                    "on held-out episodes, and RLVR beats MLE on the reward:")
     else:
-        best = best_under(points)
         rank = ("This default is the best of them within 30 minutes"
                 if best is not None and best["label"] == point["label"] else
                 "This run is not the best of them within 30 minutes (that is: "
@@ -231,7 +231,6 @@ def main() -> None:
                 "tokenizer's floor under the run's decoding); `far-token flips`: tokens farther "
                 "than 12 px from any changed pixel that change between consecutive frames."
                 "\n\n" + frontier_table(points))
-    best = best_under(points)
     if best is not None:
         frontier += ("\n\nBest point within 30 minutes (most of MAE, PSNR, SSIM, ST-LPIPS on "
                      "which RLVR beats copying the last frame, then the lowest RLVR MAE + "

@@ -62,6 +62,12 @@ class VideoDecodingMixin:
         moved = moved.to(new.dtype)
         return F.max_pool2d(moved, 2 * d + 1, stride=1, padding=d) if d else moved
 
+    def _decode_rows(self, codes: torch.Tensor) -> torch.Tensor:
+        """(N, h*w) codes of one frame per row -> (N, 3, H, W) in [0, 1], each distinct row
+        decoded once (GRPO repeats every prompt's context G times)."""
+        uniq, inv = torch.unique(codes, dim=0, return_inverse=True)           # (U, h*w), (N,)
+        return self.tokenizer.decode_clip(uniq[:, None], uniq[:, None])[:, 0].clamp(0, 1)[inv]
+
     def frames_from_codes(self, ctx: torch.Tensor, fut: torch.Tensor,
                           ref: torch.Tensor) -> torch.Tensor:
         """ctx (N, Tc, Nc) context codes, fut (N, Tf, Nf) predicted codes, ref (N, 3, H, W) the
@@ -71,8 +77,7 @@ class VideoDecodingMixin:
             return frames
         h, w = self.tokenizer.grid_hw
         prev_codes, prev = ctx[:, -1], ref.to(frames.dtype)                  # (N, h*w), (N,3,H,W)
-        prev_dec = (self.tokenizer.decode_clip(ctx, ctx[:, -1:])[:, 0].clamp(0, 1)
-                    if self.decoding == "delta" else None)                   # (N, 3, H, W)
+        prev_dec = self._decode_rows(prev_codes) if self.decoding == "delta" else None
         out = []
         for t in range(fut.shape[1]):
             kept = (fut[:, t] == prev_codes).view(-1, 1, h, w).to(frames.dtype)   # (N,1,h,w)
