@@ -166,3 +166,46 @@ def test_eval_takes_a_hugging_face_world_model_folder(trained, tmp_path):
     summary = evaluate(cfg)
     assert summary["num_predictions"] > 0 and 0 < summary["mae"] < 1
     assert (trained["base"] / "runs" / "eval" / "hf").is_dir()
+
+
+def test_a_one_episode_folder_is_evaluated(trained, tmp_path):
+    """Issue #27: eval.py scores a folder whatever its size. One episode is held out by every
+    ``val_every`` (0 % k == 0), which left no training episode and was refused by the split."""
+    one = write_video_dataset(tmp_path / "one", episodes=1, seed=2)
+    cfg = eval_cfg(trained, one, ["allow_other_data=true", f"out_dir={tmp_path / 'out'}"])
+    summary = evaluate(cfg)
+    assert summary["num_predictions"] > 0 and 0 <= summary["mae"] < 1
+
+
+def test_a_one_episode_folder_still_cannot_train(tmp_path):
+    """Training needs a training episode: the split refuses it with the option that fixes it."""
+    from wm.data.episodes import DataError
+    from wm.data.video import VideoDataModule
+
+    one = write_video_dataset(tmp_path / "one", episodes=1)
+    dm = VideoDataModule(str(one), context_frames=1, future_frames=1, val_every=4)
+    dm.setup("validate")
+    assert len(dm.val_dataloader()) > 0
+    with pytest.raises(DataError, match="data.datamodule.val_every=0"):
+        dm.train_dataloader()
+
+
+def test_the_table_row_names_the_checkpoint(trained, tmp_path, capsys):
+    """Issue #27: the row of ``<runs>/<family>/<stage>/checkpoints/<file>.ckpt`` reads
+    ``<family>/<stage> <file>`` (it was the stage folder alone: every checkpoint of a run, and
+    every run's grpo, printed as "grpo")."""
+    from wm.cli.evaluate import checkpoint_label
+
+    ckpt = trained["ckpt"]
+    run = trained["run_dir"]
+    want = f"{run.parent.name}/{run.name} {ckpt.stem}"
+    assert checkpoint_label(ckpt) == want
+    assert checkpoint_label(Path("runs/x/grpo/checkpoints/step000100.ckpt")) == \
+        "x/grpo step000100"
+    assert checkpoint_label(Path("some/folder/model.ckpt")) == "folder/model"
+    assert checkpoint_label(Path("exports/hf"), "exports/hf") == "exports/hf"
+    assert checkpoint_label(Path("/cache/x/snapshots/abc"), "thuml/wm") == "thuml/wm"
+    out = tmp_path / "named"
+    evaluate(eval_cfg(trained, trained["a"], [f"out_dir={out}"]))
+    assert f"| {want} |" in (out / "metrics.md").read_text()
+    assert f"| {want} |" in capsys.readouterr().out

@@ -165,8 +165,21 @@ def evaluate(cfg: DictConfig) -> dict:
               "data": cfg.data.name, "seed": int(cfg.seed), "horizon": int(cfg.get("horizon") or 1),
               "num_samples": int(cfg.get("num_samples", 1)), "metrics": summary,
               "evaluation": key}
-    _write_result(out_dir, result, path.parent.parent.name or str(path))
+    _write_result(out_dir, result, checkpoint_label(path, str(cfg.ckpt)))
     return summary
+
+
+def checkpoint_label(path: Path, given: str | None = None) -> str:
+    """The table row's name: ``<family>/<stage> <file>`` for a run's
+    ``<family>/<stage>/checkpoints/<file>.ckpt`` (``x/grpo step000100``), ``<folder>/<file>`` for
+    another checkpoint file or a model folder (an export), and a hub id as given (``given``:
+    ``cfg.ckpt``; not its cache path)."""
+    if given and looks_like_hub_id(given) and not Path(given).exists():
+        return given
+    run = run_folder(path)
+    if run is not None:
+        return f"{run.parent.name}/{run.name} {path.stem}".lstrip("/")
+    return f"{path.parent.name}/{path.stem}".lstrip("/")
 
 
 def _write_result(out_dir: Path, result: dict, label: str) -> None:

@@ -147,6 +147,7 @@ class VideoDataModule(L.LightningDataModule):
         self._store: EpisodeStore | None = None
         self.train_set: VideoClipDataset | None = None
         self.val_set: VideoClipDataset | None = None
+        self._set_up = False
 
     def prepare_data(self) -> None:
         from pathlib import Path
@@ -176,21 +177,24 @@ class VideoDataModule(L.LightningDataModule):
         return {k: torch.tensor(v, dtype=torch.float32) for k, v in self.store.stats["action"].items()}
 
     def split(self) -> tuple[list[int], list[int]]:
-        """(train ids, val ids) by the ``i % val_every == 0`` rule."""
+        """(train ids, val ids) by the ``i % val_every == 0`` rule. The train list may be empty
+        (a folder of fewer than 2 episodes): evaluation needs only the held-out ones, and
+        ``train_dataloader`` refuses it."""
         n = len(self.store)
         if self.val_every == 0:
             return list(range(n)), []
         val = [i for i in range(n) if i % self.val_every == 0]
         train = [i for i in range(n) if i % self.val_every != 0]
-        if not train:
-            raise DataError(f"{self.root} has {n} episode(s) and all are validation with "
-                            f"val_every={self.val_every}: set data.datamodule.val_every=0 "
-                            "(VideoDataModule(val_every=0)) to train on every episode without "
-                            "validation, or add episodes")
         return train, val
 
+    def _no_train_episode(self) -> DataError:
+        return DataError(f"{self.root} has {len(self.store)} episode(s) and all are validation "
+                         f"with val_every={self.val_every}: set data.datamodule.val_every=0 "
+                         "(VideoDataModule(val_every=0)) to train on every episode without "
+                         "validation, or add episodes")
+
     def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
+        if self._set_up:
             return
         t0 = time.perf_counter()
         self.store.validate()  # a bad file fails here, naming it, not in a DataLoader worker
@@ -199,11 +203,15 @@ class VideoDataModule(L.LightningDataModule):
         train, val = self.split()
         common = dict(context_frames=self.context_frames, future_frames=self.future_frames,
                       resolution=self.resolution)
-        self.train_set = VideoClipDataset(self.store, train, stride=self.train_stride,
-                                          deterministic=False, **common)
+        if train:    # evaluation of a folder whose episodes are all held out needs none
+            self.train_set = VideoClipDataset(self.store, train, stride=self.train_stride,
+                                              deterministic=False, **common)
+        elif stage in (None, "fit"):
+            raise self._no_train_episode()
         if val:
             self.val_set = VideoClipDataset(self.store, val, deterministic=True,
                                             clips_per_episode=self.val_clips_per_episode, **common)
+        self._set_up = True
 
     def _loader(self, ds: Dataset, train: bool) -> DataLoader:
         sampler = train_sampler(len(ds), self.batch_size, self.seed, self.trainer) if train \
@@ -214,6 +222,8 @@ class VideoDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
+        if self.train_set is None:
+            raise self._no_train_episode()
         return self._loader(self.train_set, train=True)
 
     def val_dataloader(self) -> DataLoader | list:
