@@ -7,6 +7,13 @@ Linear warmup then constant learning rate (the reference: lr 5e-5, 5k warmup ste
 
 Departure: validation also samples one response per prompt and reports the task's verifiable
 reward and metrics (``val/reward``, ``val/<metric>``), so MLE and GRPO curves are comparable.
+
+Data parallel (DDP, FSDP2): the training loss is the token mean over the WHOLE global batch --
+the sum of cross-entropies on each rank divided by the loss-token count all-reduced over ranks,
+times the world size (the strategies average gradients over ranks) -- so a rank holding short
+targets (text SFT: 2 tokens beside 39) does not weigh more than its tokens. Gradient
+accumulation (``trainer.accumulate_grad_batches`` > 1) would split that count over micro-batches
+Lightning averages, so it is refused: raise ``stage.batch_size`` (or add ranks) instead.
 """
 from __future__ import annotations
 
@@ -48,27 +55,53 @@ class MLEModule(PolicyCheckpointMixin, L.LightningModule):
         self.optimizer_factory = optimizer
 
     def setup(self, stage: str) -> None:
-        if self.trainer is not None and self.trainer.datamodule is not None:
-            self.task.connect(self.trainer.datamodule)
+        trainer = self._trainer
+        accumulate = getattr(trainer, "accumulate_grad_batches", 1) if trainer is not None else 1
+        if stage == "fit" and accumulate > 1:
+            raise ValueError(
+                f"trainer.accumulate_grad_batches={accumulate}: the MLE loss is the token mean "
+                "over each step's global batch, which accumulation would split; set it to 1 and "
+                "raise stage.batch_size instead")
+        if trainer is not None and trainer.datamodule is not None:
+            self.task.connect(trainer.datamodule)
 
     def configure_model(self) -> None:
         """FSDP2 sharding of the policy under ``trainer=fsdp2_cpu`` (no-op otherwise)."""
         shard_policy(self)
 
-    def loss(self, batch) -> torch.Tensor:
-        """Mean cross-entropy over the task's loss-masked response tokens (scalar)."""
+    def loss_sum(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum of cross-entropies, number of loss tokens) over the task's loss-masked response
+        tokens of this rank's batch (two scalars)."""
         prompts, target = self.task.prompts(batch), self.task.responses(batch)
         logits = response_logits(self.policy, prompts.ids, prompts.mask, target.ids)  # (B,L,V)
         labels = target.ids.masked_fill(~target.loss_mask, -100)                       # (B,L)
-        return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        total = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100,
+                                reduction="sum")
+        return total, target.loss_mask.sum()
+
+    def loss(self, batch) -> torch.Tensor:
+        """Mean cross-entropy over the loss-masked response tokens of ``batch`` (scalar)."""
+        total, n = self.loss_sum(batch)
+        return total / n.clamp(min=1)
+
+    def _sum_across_ranks(self, x: torch.Tensor) -> torch.Tensor:
+        trainer = self._trainer
+        if trainer is None or trainer.world_size <= 1:
+            return x
+        return trainer.strategy.reduce(x.detach().float(), reduce_op="sum")
 
     def training_step(self, batch, batch_idx):
-        loss = self.loss(batch)
-        self.log("train/loss", loss, prog_bar=True)
+        total, n = self.loss_sum(batch)
+        world = max(self.trainer.world_size, 1)
+        # token mean of the global batch; x world size because the strategy averages gradients
+        loss = total * world / self._sum_across_ranks(n).clamp(min=1)
+        self.log("train/loss", loss.detach(), prog_bar=True, sync_dist=world > 1)
         return loss
 
     def validation_step(self, batch, batch_idx):
-        self.log("val/loss", self.loss(batch), prog_bar=True, sync_dist=True)
+        total, n = self.loss_sum(batch)        # weighted by tokens: the global token mean
+        self.log("val/loss", total / n.clamp(min=1), prog_bar=True, sync_dist=True,
+                 batch_size=max(int(n), 1))
         if self.hparams.val_sample:
             gen = seeded_generator(self.hparams.seed, batch_idx, self.global_rank, self.device)
             preds, rewards, metrics, _ = sample_and_score(
