@@ -29,7 +29,10 @@ and for importance ratios only when no recomputation is wanted.
 
 Text mode (``plan.eos_id`` set): prompts are left-padded (``prompt_mask`` 0 on the left);
 position ids count only real tokens; a row stops after it samples EOS (later tokens are
-``plan.pad_id``, logprob 0, mask False) and the loop ends when every row has stopped.
+``plan.pad_id``, logprob 0, mask False) and the loop ends when every row has stopped. Under
+FSDP/FSDP2 (sharded parameters: every forward is a collective) the loop ends only when every
+rank's rows have stopped (one all-reduce per step); elsewhere -- one process, or DDP, whose
+rollouts call the unwrapped policy -- each rank stops on its own, with no collective.
 
 The model is put in ``eval()`` mode for sampling and restored afterwards.
 """
@@ -125,16 +128,33 @@ def _attention(key_valid: torch.Tensor | None, q: int, kv: int, device) -> torch
     return mask
 
 
-def _all_ranks_finished(done: bool, device) -> bool:
-    """True when every process of the job has finished its rows (``done`` on each rank).
+def is_sharded(model: torch.nn.Module) -> bool:
+    """True when ``model``'s forward is a collective: FSDP2 (``fully_shard``: DTensor
+    parameters) or FSDP1 (a ``FullyShardedDataParallel`` submodule)."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return False
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters()) or \
+        any(isinstance(m, FullyShardedDataParallel) for m in model.modules())
+
+
+def _all_ranks_finished(done: bool, device, lockstep: bool) -> bool:
+    """True when this rank may stop decoding: ``done`` (its rows have all finished), and under
+    ``lockstep`` also every other rank's.
 
     Text rollouts stop at EOS after a different number of steps on each rank; under sharded
-    training (FSDP) every forward pass is collective, so a rank must keep stepping until all
-    ranks are done. Outside a distributed job this is just ``done``.
+    training (FSDP, ``lockstep``) every forward pass is collective, so a rank must keep stepping
+    until all ranks are done (one all-reduce per step). Without sharding (one process, DDP) each
+    rank stops on its own and nothing is communicated.
     """
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if not lockstep or not (dist.is_available() and dist.is_initialized()) \
+            or dist.get_world_size() == 1:
         return done
     pending = torch.tensor([0 if done else 1], device=device)
     dist.all_reduce(pending)              # number of ranks still decoding
@@ -149,9 +169,9 @@ class _Loop:
     """
 
     def __init__(self, plan: ResponsePlan, B: int, G: int, device, temperature, top_k, top_p, generator,
-                 return_logits: bool):
+                 return_logits: bool, lockstep: bool = False):
         self.plan, self.B, self.G, self.R, self.L = plan, B, G, B * G, plan.length
-        self.device = device
+        self.device, self.lockstep = device, lockstep
         self.sampling = (float(temperature), top_k, top_p, generator)
         self.return_logits = return_logits
         if float(temperature) < 0:
@@ -191,7 +211,7 @@ class _Loop:
                 logprobs[:, t] = torch.where(live, lp, torch.zeros_like(lp))
             if eos is not None:
                 finished |= tok == eos
-                if _all_ranks_finished(bool(finished.all()), dev):
+                if _all_ranks_finished(bool(finished.all()), dev, self.lockstep):
                     break
             if t + 1 < L and free[t + 1]:
                 logits = forward(t, tokens)
@@ -261,7 +281,8 @@ def sample_cached(model, prompt_ids, prompt_mask, plan, group_size=1, temperatur
     prompt_ids, prompt_mask, G = _check_inputs(prompt_ids, prompt_mask, plan, group_size)
     B, P = prompt_ids.shape
     dev, R = prompt_ids.device, B * G
-    loop = _Loop(plan, B, G, dev, temperature, top_k, top_p, generator, return_logits)
+    loop = _Loop(plan, B, G, dev, temperature, top_k, top_p, generator, return_logits,
+                 lockstep=plan.eos_id is not None and is_sharded(model))
     padded = not bool(prompt_mask.all())
     key_valid = None
     if padded:  # (R, P+L): prompt padding, response always valid
@@ -302,7 +323,8 @@ def sample_no_cache(model, prompt_ids, prompt_mask, plan, group_size=1, temperat
     prompt_ids, prompt_mask, G = _check_inputs(prompt_ids, prompt_mask, plan, group_size)
     B, P = prompt_ids.shape
     dev, R = prompt_ids.device, B * G
-    loop = _Loop(plan, B, G, dev, temperature, top_k, top_p, generator, return_logits)
+    loop = _Loop(plan, B, G, dev, temperature, top_k, top_p, generator, return_logits,
+                 lockstep=plan.eos_id is not None and is_sharded(model))
     rows_ids = prompt_ids.repeat_interleave(G, 0)  # (R, P)
     rows_mask = prompt_mask.repeat_interleave(G, 0)  # (R, P)
     padded = not bool(prompt_mask.all())
