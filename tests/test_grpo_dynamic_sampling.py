@@ -73,3 +73,52 @@ def test_dynamic_sampling_removes_dead_groups_in_a_real_step():
     assert float(dyn["grpo/dynamic_sampling/replaced"]) >= 1
     assert float(dyn["grpo/frac_reward_zero_std"]) < float(plain["grpo/frac_reward_zero_std"])
     assert float(dyn["grpo/response_tokens"]) == float(plain["grpo/response_tokens"])  # same size
+
+
+def _toy_group_tokens(task, rows: list[list[int]]) -> torch.Tensor:
+    """(len(rows), max_response_tokens) ids: each row's ids, then EOS unless the row fills the
+    budget (then it never stopped), padded with EOS."""
+    eos, width = task.tokenizer.eos_token_id, task.max_response_tokens
+    out = torch.full((len(rows), width), eos)
+    for i, r in enumerate(rows):
+        out[i, :min(len(r), width)] = torch.tensor(r[:width])
+    return out
+
+
+def test_dynamic_sampling_judges_the_task_outcome_not_the_length_shaping():
+    """DAPO filters on the verifiable outcome: four wrong answers of different lengths are not
+    informative even though the overlong penalty makes their rewards differ."""
+    from wm.language.presets import tiny_causal_lm
+    from wm.stages.dynamic_sampling import informative
+    from wm.tasks.text import TextStateTask
+    from wm.textworld.toy import MARKER
+
+    task = TextStateTask("wm.rewards.toy.toy_rewards", "key_acc", max_response_tokens=64,
+                         overlong_cache=32)
+    task.build_policy(tiny_causal_lm)
+    tok = task.tokenizer
+    record = {"state": {"lamp": "on", "count": 1}, "action": "look",
+              "next_state": {"lamp": "on", "count": 1}}
+    batch = {"record": [record, record], "changed": torch.tensor([False, False])}
+    filler = tok.convert_tokens_to_ids("<think>")
+    right = tok(MARKER + ' {"lamp": "on", "count": 1}', add_special_tokens=False).input_ids
+    wrong = [[filler] * n for n in (10, 40, 50, 64)]           # unparseable, 11 .. 65 tokens
+    rows = wrong + [right] + wrong[1:]                         # group 2: one right answer
+    preds = task.decode(_toy_group_tokens(task, rows), batch, 4)
+    comps = task.rewards(preds, batch, 4)
+    assert comps["key_acc"][:4].eq(0).all()
+    assert len(set(comps["reward"][:4].tolist())) == 4          # shaped rewards all differ
+    assert informative(comps, 4).tolist() == [False, True]
+    torch.testing.assert_close(comps["reward"], comps["task_reward"] + comps["overlong_penalty"])
+
+
+def test_informative_uses_the_unshaped_reward_when_present():
+    from wm.stages.dynamic_sampling import informative
+
+    shaped = torch.tensor([0.0, -0.5, -1.0, 0.0, 1.0, 1.0, 1.0, 1.0])
+    outcome = torch.tensor([0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0])
+    assert informative({"reward": shaped}, 4).tolist() == [True, False]
+    assert informative({"reward": shaped, "task_reward": outcome}, 4).tolist() == [False, True]
+    # NaN as in the advantages: [NaN, 1, 1, 1] carries no signal, [NaN, 0, 1, 1] does
+    nan = torch.tensor([float("nan"), 1.0, 1.0, 1.0, float("nan"), 0.0, 1.0, 1.0])
+    assert informative({"reward": nan}, 4).tolist() == [False, True]

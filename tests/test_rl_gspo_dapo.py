@@ -39,13 +39,44 @@ def test_gspo_clips_one_ratio_per_response_and_spreads_its_gradient():
 
 
 def test_gspo_through_the_loss_config():
-    cfg = GRPOLossConfig(importance="sequence", kl_coef=0.0, dual_clip=None).validate()
+    cfg = GRPOLossConfig(importance="sequence", kl_coef=0.0, dual_clip=None,
+                         aggregation="seq-mean-token-mean").validate()
     logp = torch.zeros(2, 3)
     loss, stats = grpo_loss(logp, logp, None, torch.tensor([1.0, -1.0]),
                             torch.ones(2, 3, dtype=torch.bool), cfg)
     assert float(stats["ratio_mean"]) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="importance"):
         GRPOLossConfig(importance="segment").validate()
+
+
+def test_gspo_refuses_length_weighted_aggregation():
+    # token-mean weighs each response by its length; GSPO's objective is a mean over responses
+    for agg in ("token-mean", "seq-mean-token-sum", "dr_grpo"):
+        with pytest.raises(ValueError,
+                           match="stage.module.loss.aggregation=seq-mean-token-mean"):
+            GRPOLossConfig(importance="sequence", aggregation=agg).validate()
+    GRPOLossConfig(importance="sequence", aggregation="seq-mean-token-mean").validate()
+    GRPOLossConfig(importance="token", aggregation="token-mean").validate()   # GRPO unchanged
+
+
+def test_gspo_loss_is_the_papers_mean_over_responses():
+    # two responses of 1 and 4 tokens; s_1 = e^0.1 (inside the clip), s_2 = e^-0.5 (clipped)
+    logp = torch.tensor([[0.1, 0.0, 0.0, 0.0], [-0.5, -0.5, -0.5, -0.5]])
+    old = torch.zeros(2, 4)
+    mask = torch.tensor([[True, False, False, False], [True, True, True, True]])
+    adv = torch.tensor([1.0, -0.5])
+    s1, s2 = math.exp(0.1), math.exp(-0.5)
+    per_response = torch.tensor([-min(s1 * 1.0, s1 * 1.0),                 # -min(s A, clip(s) A)
+                                 -min(s2 * -0.5, 0.8 * -0.5)])
+    paper = per_response.mean()                                      # (1/G) sum_i, equal weights
+    cfg = GRPOLossConfig(importance="sequence", kl_coef=0.0, dual_clip=None,
+                         aggregation="seq-mean-token-mean").validate()
+    loss, _ = grpo_loss(logp, old, None, adv, mask, cfg)
+    torch.testing.assert_close(loss, paper)
+    # token-mean would weigh the long response 4:1 (the mix validate refuses)
+    cfg.aggregation = "token-mean"
+    tok_loss, _ = grpo_loss(logp, old, None, adv, mask, cfg)
+    assert abs(float(tok_loss) - float(paper)) > 0.1
 
 
 def test_soft_overlong_penalty_hand_computed():

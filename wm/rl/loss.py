@@ -53,7 +53,9 @@ class GRPOLossConfig:
     """Constant length for the "dr_grpo" aggregation; None = the plan's response length."""
     importance: str = "token"
     """Importance ratio level: "token" (PPO/GRPO) or "sequence" (GSPO, Zheng et al. 2025: one
-    length-normalised ratio per response, clipped; GSPO uses small clips, e.g. eps 3e-4/4e-4)."""
+    length-normalised ratio per response, clipped; GSPO uses small clips, e.g. eps 3e-4/4e-4).
+    "sequence" needs ``aggregation="seq-mean-token-mean"`` (GSPO's mean over responses; the
+    other aggregations weigh responses by length), else ``validate`` refuses it."""
 
     def validate(self) -> "GRPOLossConfig":
         """Raise ``ValueError`` naming the bad field and how to fix it; returns self."""
@@ -78,6 +80,10 @@ class GRPOLossConfig:
         if self.importance not in IMPORTANCE_LEVELS:
             raise ValueError(f"unknown importance {self.importance!r}; valid values: "
                              f"{list(IMPORTANCE_LEVELS)} (sequence = GSPO)")
+        if self.importance == "sequence" and self.aggregation != "seq-mean-token-mean":
+            raise ValueError(f"importance=sequence (GSPO) with aggregation={self.aggregation!r} "
+                             "weighs responses by length; GSPO averages over responses: set "
+                             "stage.module.loss.aggregation=seq-mean-token-mean")
         if self.max_len is not None and self.max_len <= 0:
             raise ValueError(f"max_len must be a positive int or null, got {self.max_len}")
         return self

@@ -1,6 +1,11 @@
 """DAPO's dynamic sampling for GRPO (Yu et al. 2025, "DAPO", Sec. 3.2): groups whose G rewards
 are all equal carry no learning signal; replace them with groups of freshly drawn prompts.
 
+Groups are judged on the task's outcome: the unshaped reward ``task_reward`` when the task
+returns one (text with ``data.task.overlong_cache``: the reward before the overlong penalty), as
+DAPO filters on accuracy; otherwise on ``reward``. NaN (unscorable) rows are left out, as in the
+advantages: a group with fewer than two scored rows, or whose scored rows agree, is replaced.
+
 ``stage.module.dynamic_sampling=true``: after the rollout, each zero-variance group's slot is
 refilled with an informative group from up to ``dynamic_sampling_max_draws`` extra prompt
 batches (drawn from the training set with the step-seeded "resample" stream, so a resumed run
@@ -94,9 +99,17 @@ def draw_prompts(module, step: int, k: int, B: int):
     return module.trainer.strategy.batch_to_device(batch)
 
 
+#: reward component holding the task's verifiable outcome before any shaping (a task that adds
+#: e.g. DAPO's overlong penalty to ``"reward"`` returns it); groups are judged on it when present
+OUTCOME_KEY = "task_reward"
+
+
 def informative(rewards: dict, G: int) -> torch.Tensor:
-    """(B,) bool: the group's rewards differ (NaN counted as 0, as in the update)."""
-    return ~zero_std_groups(rewards["reward"].float().nan_to_num(0.0), G)
+    """(B,) bool: the group's task outcomes differ (``OUTCOME_KEY`` when the task returns it,
+    else ``"reward"``), so length shaping alone never makes a group informative. NaN rows are
+    left out, as in the advantages (``wm.rl.advantages.zero_std_groups``)."""
+    outcome = rewards.get(OUTCOME_KEY, rewards["reward"])
+    return ~zero_std_groups(outcome.float(), G)
 
 
 def refill(module, step: int, gen, prompts, rollout, rewards: dict, metrics: dict):

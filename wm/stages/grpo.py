@@ -20,8 +20,8 @@ reference, current) and the entropy are of the distribution the sampler drew fro
 id range and the temperature included (``wm.rollout.distribution``; top-k/top-p rollouts are
 refused); dropout is switched off in the policy (LoRA and attention) so every pass runs in one
 mode; ``grpo/logp_diff/{mean,max}`` logs |sampler log-prob - recomputed old log-prob| every
-step, the alarm for any remaining mismatch. NaN rewards are counted (``grpo/reward_nan``) and
-enter the advantages as 0.
+step, the alarm for any remaining mismatch. NaN rewards are counted (``grpo/reward_nan``); a NaN
+row gets advantage 0 and its group is normalised over its finite rows (``wm.rl.advantages``).
 
 Shapes: B prompts per rank, G responses each, N = B*G rows, L response tokens.
 """
@@ -154,9 +154,9 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
             for k, v in dyn.items():
                 self.log(f"grpo/dynamic_sampling/{k}", v)
         reward = rewards["reward"].to(self.device).float()                    # (N,)
-        nan = reward.isnan()                       # unscorable rows: reward 0, counted and logged
-        reward = reward.masked_fill(nan, 0.0)
-        adv = group_advantages(reward, G, mode=self.loss_cfg.advantage)        # (N,)
+        nan = reward.isnan()       # unscorable rows: advantage 0, left out of their group's stats
+        adv = group_advantages(reward, G, mode=self.loss_cfg.advantage,
+                               eps=self.loss_cfg.advantage_eps)               # (N,)
 
         # positions after the last sampled token of any row carry no loss and, attention being
         # causal, do not affect earlier ones: every pass runs on the trimmed width (exact)

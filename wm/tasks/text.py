@@ -170,6 +170,7 @@ class TextStateTask(nn.Module):
             pen = soft_overlong_penalty(preds["lengths"], self.max_response_tokens,
                                         self.overlong_cache)
             comps["overlong_penalty"] = pen
+            comps["task_reward"] = comps["reward"]     # unshaped: dynamic sampling judges on it
             comps["reward"] = comps["reward"] + pen
         preds["_rewards"] = dict(comps)
         return comps
