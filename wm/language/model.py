@@ -34,11 +34,13 @@ def load_causal_lm(
     lora: dict | None = None,
     dtype: str = "auto",
     device_map=None,
+    gradient_checkpointing: bool = False,
 ):
     """Load ``(model, tokenizer)`` with transformers; wrap the model in a peft LoRA if ``lora``.
 
     ``lora`` keys (defaults from the paper): ``r`` (32), ``alpha`` (16), ``target_modules``
     ("all-linear"), ``dropout`` (0.05). ``dtype``: "auto" | "bf16" | "fp32" | "fp16".
+    ``gradient_checkpointing``: recompute activations in backward (``set_gradient_checkpointing``).
     Raises ``OSError`` naming the model and how to point at a local copy when it cannot be found.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -62,7 +64,32 @@ def load_causal_lm(
         tokenizer.pad_token = tokenizer.eos_token
     if lora is not None:
         model = apply_lora(model, lora)
-    return model, tokenizer
+    return set_gradient_checkpointing(model, gradient_checkpointing), tokenizer
+
+
+def set_gradient_checkpointing(model, enabled: bool):
+    """Activation (gradient) checkpointing of a Hugging Face causal LM's decoder layers, on or
+    off; returns ``model``. Each layer's activations are recomputed in the backward pass instead
+    of kept (about a third more compute, memory of one layer's activations per layer).
+
+    Non-reentrant checkpointing (``use_reentrant=False``), so a LoRA model whose frozen
+    embeddings give inputs without ``requires_grad`` still gets its adapters' gradients (the
+    reentrant variant needs ``enable_input_require_grads``); the gradients equal those without
+    checkpointing (tests/test_bf16.py). Active only in ``train()`` mode and without a KV cache:
+    Hugging Face drops ``past_key_values`` inside checkpointed layers, so a pass that carries a
+    cache (GRPO's shared-prefix pass) must run with it off (``wm.stages.grpo``)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if enabled:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif getattr(base, "is_gradient_checkpointing", False):
+        base.gradient_checkpointing_disable()
+    return model
+
+
+def gradient_checkpointing_setting(factory) -> bool:
+    """The ``gradient_checkpointing`` keyword of a (partial) model factory (False if absent):
+    the stages re-apply it to a policy loaded from a checkpoint, which the factory did not build."""
+    return bool((getattr(factory, "keywords", None) or {}).get("gradient_checkpointing", False))
 
 
 def apply_lora(model, lora: dict | None = None):

@@ -11,6 +11,7 @@ import time
 import torch
 
 from wm.rollout.sampler import Sampler
+from wm.utils.precision import full_precision
 
 
 @torch.no_grad()
@@ -26,6 +27,8 @@ def sample_and_score(task, policy, batch, group_size: int, generator: torch.Gene
     ``<m>@<t>`` (evaluation tables). ``cascade``: the sampler's shared-prompt attention
     (``wm.rollout.cascade``; False copies the prompt per row). ``timings``: a dict filled with
     the seconds spent sampling (``"sample"``) and decoding + scoring (``"score"``).
+    Sampling runs in the caller's autocast (bf16 under ``trainer.precision=bf16-mixed``);
+    decoding, rewards and metrics in float32 (``wm.utils.precision``).
     ``policy`` may be a baseline (``predict_baseline``, ``wm.evaluation.baselines``): scored
     the same way, nothing sampled.
     Returns (predictions, rewards, metrics, rollout): ``rewards`` maps reward components
@@ -41,8 +44,9 @@ def sample_and_score(task, policy, batch, group_size: int, generator: torch.Gene
         preds = task.open_loop(policy, batch, horizon, group_size, generator,
                                temperature=temperature, top_k=top_k)
         policy.train(was_training)
-        metrics = task.metrics(preds, batch, group_size, per_frame=per_frame)
-        return preds, task.rewards(preds, batch, group_size), metrics, None
+        with full_precision(next(policy.parameters()).device):
+            metrics = task.metrics(preds, batch, group_size, per_frame=per_frame)
+            return preds, task.rewards(preds, batch, group_size), metrics, None
     t0 = time.perf_counter()
     prompts = task.prompts(batch) if prompts is None else prompts
     policy.eval()
@@ -51,10 +55,11 @@ def sample_and_score(task, policy, batch, group_size: int, generator: torch.Gene
                                top_p=top_p, generator=generator)
     policy.train(was_training)
     t1 = time.perf_counter()
-    preds = task.decode(rollout.tokens, batch, group_size)
-    rewards = task.rewards(preds, batch, group_size)
-    metrics = task.metrics(preds, batch, group_size, per_frame=True) if per_frame \
-        else task.metrics(preds, batch, group_size)
+    with full_precision(rollout.tokens.device):    # float32 frames and rewards under bf16
+        preds = task.decode(rollout.tokens, batch, group_size)
+        rewards = task.rewards(preds, batch, group_size)
+        metrics = task.metrics(preds, batch, group_size, per_frame=True) if per_frame \
+            else task.metrics(preds, batch, group_size)
     if timings is not None:
         timings.update(sample=t1 - t0, score=time.perf_counter() - t1)
     return preds, rewards, metrics, rollout

@@ -35,7 +35,8 @@ from contextlib import contextmanager
 import torch
 import lightning as L
 
-from wm.language.model import reference_logits_context
+from wm.language.model import (gradient_checkpointing_setting, reference_logits_context,
+                               set_gradient_checkpointing)
 from wm.rl.advantages import frac_zero_std, group_advantages
 from wm.rl.loss import GRPOLossConfig, grpo_loss
 from wm.rollout.distribution import sampling_entropy, sampling_logprobs
@@ -48,6 +49,7 @@ from wm.stages.schedules import warmup_constant_schedule
 from wm.stages.score_logging import log_scores
 from wm.stages.sharding import shard_policy
 from wm.utils.dropout import disable_dropout
+from wm.utils.precision import fp32_logits
 from wm.utils.seeding import seeded_generator
 
 
@@ -80,6 +82,11 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         self.policy = task.build_policy(model, init=init_policy)
         # every GRPO pass (sampling, old/reference/current log-probs) in one dropout mode: none
         disable_dropout(self.policy)
+        # the sampler and every recomputation take float32 logits, also under bf16 autocast;
+        # checkpointing only where no pass carries a KV cache (HF drops it in checkpointed layers)
+        fp32_logits(self.policy)
+        set_gradient_checkpointing(self.policy, gradient_checkpointing_setting(model)
+                                   and not self.cfg.shared_prefix)
         self.optimizer_factory = optimizer
         self.reference = None
         if loss.kl_coef > 0 and not hasattr(self.policy, "disable_adapter"):

@@ -21,12 +21,14 @@ import torch
 import torch.nn.functional as F
 import lightning as L
 
+from wm.language.model import gradient_checkpointing_setting, set_gradient_checkpointing
 from wm.rollout.forward import response_logits
 from wm.rollout.scoring import sample_and_score
 from wm.stages.checkpointing import PolicyCheckpointMixin
 from wm.stages.schedules import warmup_constant_schedule
 from wm.stages.score_logging import log_scores
 from wm.stages.sharding import shard_policy
+from wm.utils.precision import fp32_logits
 from wm.utils.seeding import seeded_generator
 
 
@@ -52,6 +54,8 @@ class MLEModule(PolicyCheckpointMixin, L.LightningModule):
         self.save_hyperparameters(ignore=["task", "model", "optimizer"])
         self.task = task
         self.policy = task.build_policy(model, init=init_policy)
+        fp32_logits(self.policy)          # float32 logits (and loss) under bf16 autocast
+        set_gradient_checkpointing(self.policy, gradient_checkpointing_setting(model))
         self.optimizer_factory = optimizer
 
     def setup(self, stage: str) -> None:

@@ -31,12 +31,15 @@ def build_llama(vocab_size: int, hidden_size: int, num_layers: int, num_heads: i
                 intermediate_size: int | None = None, max_position_embeddings: int = 2048,
                 num_kv_heads: int | None = None, rope_theta: float = 10000.0,
                 dtype: str | torch.dtype = "float32", bos_token_id: int | None = None,
-                eos_token_id: int | None = None, pad_token_id: int | None = None, seed: int | None = None):
+                eos_token_id: int | None = None, pad_token_id: int | None = None, seed: int | None = None,
+                gradient_checkpointing: bool = False):
     """A randomly initialised ``LlamaForCausalLM``.
 
     ``vocab_size`` is ``VocabLayout.vocab_size`` (4,633 single-step, 9,008 multi-step in the
     reference); ``max_position_embeddings`` must cover prompt + response (1,654 single-step,
     2,024 multi-step). ``seed`` makes the initialisation reproducible.
+    ``gradient_checkpointing``: recompute each layer's activations in backward
+    (``wm.language.model.set_gradient_checkpointing``; ``model.gradient_checkpointing``).
     """
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -64,7 +67,9 @@ def build_llama(vocab_size: int, hidden_size: int, num_layers: int, num_heads: i
             model = LlamaForCausalLM(config)
     else:
         model = LlamaForCausalLM(config)
-    return model.to(_dtype(dtype))
+    from wm.language.model import set_gradient_checkpointing
+
+    return set_gradient_checkpointing(model.to(_dtype(dtype)), gradient_checkpointing)
 
 
 def load_llama(name_or_path: str, dtype: str | torch.dtype = "float32"):

@@ -1,0 +1,242 @@
+"""bf16 on every stage (issue #27, E): ``trainer.precision=bf16-mixed`` runs the tokenizer, MLE
+and GRPO steps (sampling included) with bf16 matmuls/convolutions, float32 logits, rewards and
+losses, and GRPO stays on-policy (``grpo/logp_diff`` ~ 0, KL 0 at the first step). Activation
+checkpointing leaves the gradients unchanged. CPU bf16 runs on AVX512-BF16 machines (and
+elsewhere, slowly, by emulation)."""
+import json
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from stage_fixtures import (cpu_overrides, fit, read_rows, recorder_override, save_tiny_tokenizer,
+                            tiny_llama, tiny_video_overrides, write_video_dataset)
+from wm.utils.precision import autocast, autocast_dtype, fp32_logits, full_precision
+
+
+@pytest.fixture(scope="module")
+def tiny_video(tmp_path_factory):
+    base = tmp_path_factory.mktemp("tiny_video_bf16")
+    return write_video_dataset(base / "squares"), save_tiny_tokenizer(base / "tok" / "last.ckpt")
+
+
+class DtypeProbe(L.Callback):
+    """Forward hooks on every Linear/Conv2d of the LightningModule: appends
+    ``{"module", "kind", "grad", "dtype"}`` (one row per distinct combination) to ``path``."""
+
+    def __init__(self, path: str):
+        self.path, self.seen, self.handles = str(path), set(), []
+
+    def on_fit_start(self, trainer, pl_module):
+        for name, mod in pl_module.named_modules():
+            if isinstance(mod, (nn.Linear, nn.Conv2d)):
+                self.handles.append(mod.register_forward_hook(self._hook(name)))
+
+    def _hook(self, name):
+        def hook(mod, args, out):
+            if torch.is_tensor(out):
+                self.seen.add((name, type(mod).__name__, torch.is_grad_enabled(), str(out.dtype)))
+        return hook
+
+    def on_fit_end(self, trainer, pl_module):
+        for h in self.handles:
+            h.remove()
+        rows = [dict(zip(("module", "kind", "grad", "dtype"), s)) for s in sorted(self.seen)]
+        Path(self.path).write_text(json.dumps(rows))
+
+
+def _probe(path: Path) -> list[str]:
+    return ["+callbacks.probe._target_=test_bf16.DtypeProbe", f"+callbacks.probe.path={path}"]
+
+
+def _dtypes(rows, module_part: str, grad: bool | None = None) -> set[str]:
+    return {r["dtype"] for r in rows if module_part in r["module"]
+            and (grad is None or r["grad"] == grad)}
+
+
+# ------------------------------------------------------------------------------ helpers
+def test_autocast_dtype_names_the_option():
+    assert autocast_dtype("bf16-mixed") is torch.bfloat16
+    assert autocast_dtype("32-true") is None and autocast_dtype(None) is None
+    with pytest.raises(ValueError, match="precision='bf17'.*bf16-mixed"):
+        autocast_dtype("bf17")
+
+
+def test_fp32_logits_under_autocast_and_unchanged_state():
+    """Inside bf16 autocast the body runs in bf16 and the head returns float32 logits equal to
+    the head computed in float32 from the same hidden states; weights and names unchanged."""
+    import copy
+
+    model = tiny_llama(vocab_size=40)
+    keys = list(model.state_dict())
+    ids = torch.randint(40, (2, 7))
+    with autocast("bf16-mixed", "cpu"):
+        plain = model(input_ids=ids).logits
+    assert plain.dtype == torch.bfloat16                 # today's head: bf16 logits
+    fp32_logits(fp32_logits(model))                      # idempotent
+    assert list(model.state_dict()) == keys
+    with autocast("bf16-mixed", "cpu"):
+        out = model(input_ids=ids, output_hidden_states=True)
+    assert out.logits.dtype == torch.float32
+    hidden = out.hidden_states[-1]
+    expect = hidden.float() @ model.lm_head.weight.T
+    torch.testing.assert_close(out.logits, expect, rtol=1e-5, atol=1e-5)
+    clone = copy.deepcopy(model)                         # GRPO's frozen reference
+    with autocast("bf16-mixed", "cpu"):
+        assert clone(input_ids=ids).logits.dtype == torch.float32
+    assert clone.lm_head.forward.__self__ is clone.lm_head
+
+
+# ------------------------------------------------------------------------------ stages
+def test_grpo_step_bf16_on_policy(tiny_video, tmp_path):
+    """Two rollout batches of video GRPO under bf16-mixed: the policy's matmuls ran in bf16 in
+    sampling and in the update, its logits and the frame decoder in float32; logp_diff small,
+    KL exactly 0 on the first batch (the reference is the same weights)."""
+    root, tok = tiny_video
+    runs = tmp_path / "runs"
+    fit(["stage=grpo", *tiny_video_overrides(root, tok), "stage.module.init_policy=null",
+         "stage.module.group_size=4", "stage.module.micro_batch_size=8",
+         "stage.module.log_images_every_n_steps=0", "stage.val_check_interval=1000",
+         "stage.limit_val_batches=0", "model.lr.grpo=1e-3", "stage.max_steps=2",
+         "trainer.precision=bf16-mixed"]
+        + cpu_overrides(runs, tmp_path / "data") + recorder_override(tmp_path / "rows.jsonl")
+        + _probe(tmp_path / "dtypes.json"))
+    rows = read_rows(tmp_path / "rows.jsonl")
+    first = rows[0]["metrics"]
+    print("bf16 GRPO logp_diff mean/max per step:",
+          [(r["metrics"]["grpo/logp_diff/mean"], r["metrics"]["grpo/logp_diff/max"]) for r in rows])
+    assert first["grpo/kl"] == 0.0
+    assert all(r["metrics"]["grpo/logp_diff/mean"] < 1e-3 for r in rows)
+    seen = json.loads((tmp_path / "dtypes.json").read_text())
+    assert _dtypes(seen, "policy.model.layers.0.self_attn.q_proj", grad=False) == {"torch.bfloat16"}
+    assert _dtypes(seen, "policy.model.layers.0.self_attn.q_proj", grad=True) == {"torch.bfloat16"}
+    assert _dtypes(seen, "policy.lm_head") == {"torch.float32"}
+    decoder = {r["dtype"] for r in seen if "decoder" in r["module"] and r["kind"] == "Conv2d"}
+    assert decoder == {"torch.float32"}                  # rewards from float32 frames
+
+
+def test_mle_step_bf16(tiny_video, tmp_path):
+    root, tok = tiny_video
+    fit(["stage=mle", *tiny_video_overrides(root, tok), "stage.val_check_interval=1000",
+         "stage.limit_val_batches=0", "stage.max_steps=1", "trainer.precision=bf16-mixed"]
+        + cpu_overrides(tmp_path / "runs", tmp_path / "data")
+        + recorder_override(tmp_path / "rows.jsonl") + _probe(tmp_path / "dtypes.json"))
+    loss = read_rows(tmp_path / "rows.jsonl")[0]["metrics"]["train/loss"]
+    assert loss == loss and 0 < loss < 20
+    seen = json.loads((tmp_path / "dtypes.json").read_text())
+    assert _dtypes(seen, "policy.model.layers.0.mlp.up_proj", grad=True) == {"torch.bfloat16"}
+    assert _dtypes(seen, "policy.lm_head", grad=True) == {"torch.float32"}
+
+
+def test_tokenizer_step_bf16(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from wm.stages.tokenizer import TokenizerModule
+    from wm.vision.discriminator import PatchDiscriminator
+    from wm.vision.fsq_vqgan import FrameTokenizer
+
+    torch.manual_seed(0)
+    frames = torch.rand(4, 2, 3, 32, 32)
+    module = TokenizerModule(
+        tokenizer=FrameTokenizer(channels=(8, 16, 16), latent_dim=8, resolution=(32, 32)),
+        discriminator=PatchDiscriminator(base_channels=8, n_layers=2),
+        optimizer=partial(torch.optim.Adam, lr=1e-3), disc_optimizer=partial(torch.optim.Adam, lr=1e-3),
+        gan_start_step=0, gp_weight=1.0, log_images_every_n_steps=0)
+    probe = DtypeProbe(tmp_path / "dtypes.json")
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, precision="bf16-mixed", callbacks=[probe])
+    trainer.fit(module, DataLoader([{"frames": f} for f in frames], batch_size=2))
+    m = trainer.callback_metrics
+    assert all(torch.isfinite(m[k]) for k in ("train/loss", "train/d_loss"))
+    seen = json.loads((tmp_path / "dtypes.json").read_text())
+    assert _dtypes(seen, "tokenizer.encoder", grad=True) == {"torch.bfloat16"}
+    assert _dtypes(seen, "discriminator", grad=True) == {"torch.bfloat16"}
+    assert all(p.dtype == torch.float32 for p in module.parameters())   # float32 master weights
+
+
+def test_sample_and_score_outside_lightning_bf16(tiny_video):
+    """eval.py's path (no Lightning step): ``autocast`` around ``sample_and_score`` samples in
+    bf16; rewards and metrics are float32 and equal to a float32 scoring of the same tokens."""
+    from stage_fixtures import compose_train
+    from hydra.utils import instantiate
+    from wm.rollout.scoring import sample_and_score, score_rows
+    from wm.utils.seeding import seeded_generator
+
+    root, tok = tiny_video
+    cfg = compose_train(["stage=mle", *tiny_video_overrides(root, tok)])
+    dm = instantiate(cfg.data.datamodule, _convert_="all")
+    dm.prepare_data()
+    dm.setup("fit")
+    task = instantiate(cfg.data.task, _convert_="all")
+    task.connect(dm)
+    policy = fp32_logits(task.build_policy(instantiate(cfg.model.policy)))
+    batch = next(iter(dm.val_dataloader()))
+    seen = set()
+    h = policy.model.layers[0].self_attn.q_proj.register_forward_hook(
+        lambda m, a, o: seen.add(o.dtype))
+    with autocast("bf16-mixed", "cpu"):
+        _, rewards, metrics, rollout = sample_and_score(task, policy, batch, 2,
+                                                        seeded_generator(0, 0, 0, "cpu"))
+    h.remove()
+    assert seen == {torch.bfloat16}
+    assert rewards["reward"].dtype == torch.float32
+    _, again, _ = score_rows(task, rollout.tokens, batch, 2)        # float32, no autocast
+    torch.testing.assert_close(rewards["reward"], again["reward"], rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------- activation checkpointing
+def _grads(model, ids, enabled: bool) -> dict[str, torch.Tensor]:
+    from wm.language.model import set_gradient_checkpointing
+
+    set_gradient_checkpointing(model, enabled)
+    model.train()
+    model.zero_grad()
+    out = model(input_ids=ids, use_cache=False).logits.float()
+    loss = out.log_softmax(-1)[..., 1:, :].gather(-1, ids[:, 1:, None]).mean()
+    loss.backward()
+    return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2_lora"])
+def test_gradient_checkpointing_gives_equal_gradients(kind):
+    from wm.language.model import apply_lora
+
+    if kind == "llama":
+        model = tiny_llama(vocab_size=64)
+    else:
+        from transformers import Qwen2Config, Qwen2ForCausalLM
+
+        torch.manual_seed(0)
+        model = apply_lora(Qwen2ForCausalLM(Qwen2Config(
+            vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, num_key_value_heads=2)), {"r": 4, "alpha": 8, "dropout": 0.0})
+    ids = torch.randint(64, (2, 12), generator=torch.Generator().manual_seed(1))
+    plain = _grads(model, ids, False)
+    ckpt = _grads(model, ids, True)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    assert base.is_gradient_checkpointing
+    assert plain and plain.keys() == ckpt.keys()
+    if kind == "qwen2_lora":                             # only the adapters train
+        assert all("lora_" in k for k in plain)
+    for k in plain:
+        torch.testing.assert_close(ckpt[k], plain[k], rtol=0, atol=1e-6, msg=k)
+
+
+def test_gradient_checkpointing_switch_from_config(tiny_video):
+    """``model.gradient_checkpointing`` reaches the policy, also one loaded from a checkpoint
+    (the stage re-applies the factory's setting); GRPO keeps it off under shared_prefix."""
+    from stage_fixtures import compose_train
+    from hydra.utils import instantiate
+    from wm.language.model import gradient_checkpointing_setting
+
+    root, tok = tiny_video
+    for model, on in (("world_tiny", False), ("world_paper", True)):
+        cfg = compose_train(["stage=mle", f"model={model}"])
+        assert gradient_checkpointing_setting(instantiate(cfg.model.policy)) is on
+    factory = instantiate(compose_train(["stage=mle", *tiny_video_overrides(root, tok),
+                                         "model.gradient_checkpointing=true"]).model.policy)
+    assert factory(vocab_size=50).is_gradient_checkpointing
