@@ -240,3 +240,46 @@ def test_gradient_checkpointing_switch_from_config(tiny_video):
     factory = instantiate(compose_train(["stage=mle", *tiny_video_overrides(root, tok),
                                          "model.gradient_checkpointing=true"]).model.policy)
     assert factory(vocab_size=50).is_gradient_checkpointing
+
+
+# ------------------------------------------------------------------- eval.py / the pipeline
+def test_eval_precision_bf16_samples_under_autocast(tiny_video, tmp_path, monkeypatch):
+    """``eval.py precision=bf16-mixed`` (default: the selected trainer's precision) samples under
+    bf16 autocast and is a different evaluation from the float32 one (its own folder/key);
+    the float32 evaluation's key has no precision entry (earlier evaluations keep their key)."""
+    from hydra import compose, initialize_config_dir
+    from stage_fixtures import CONF, RES, TINY_SCORING, compose_train
+    import wm.evaluation.prediction as prediction
+    from wm.cli.evaluate import evaluate
+    from wm.cli.fit import fit_stage, last_checkpoint
+
+    root, tok = tiny_video
+    cfg = compose_train(["stage=mle", *tiny_video_overrides(root, tok),
+                         *cpu_overrides(tmp_path / "runs", tmp_path / "d"), "stage.max_steps=1",
+                         "stage.val_check_interval=1000", "stage.limit_val_batches=0"])
+    fit_stage(cfg)
+    ckpt = last_checkpoint(Path(cfg.run_dir))
+    real, seen = prediction.evaluate_policy, []
+
+    def spy(*args, **kwargs):
+        seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(prediction, "evaluate_policy", spy)
+    keys = {}
+    for extra in ([], ["precision=bf16-mixed"], ["trainer=gpu", "trainer.accelerator=cpu"]):
+        over = [f"ckpt={ckpt}", "data=pusht", *TINY_SCORING, f"data.root={root}",
+                f"data.resolution=[{RES},{RES}]", "data.source=null",
+                "data.datamodule.batch_size=2", "data.datamodule.val_every=4",
+                "data.datamodule.val_clips_per_episode=1", "num_threads=1", "max_batches=1",
+                "num_strips=1", f"paths.runs_dir={tmp_path / 'runs'}", *extra]
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            ecfg = compose(config_name="eval", overrides=over)
+        summary = evaluate(ecfg)
+        assert summary["num_predictions"] > 0
+        out = sorted((Path(cfg.run_dir) / "eval").glob("*/metrics.json"),
+                     key=lambda p: p.stat().st_mtime)[-1]
+        keys[" ".join(extra)] = json.loads(out.read_text())["evaluation"]["settings"]
+    assert seen == [False, torch.bfloat16, torch.bfloat16]
+    assert "precision" not in keys[""]
+    assert keys["precision=bf16-mixed"]["precision"] == "bf16-mixed"

@@ -56,7 +56,17 @@ def evaluation_key(cfg: DictConfig, path: Path) -> dict:
     task = OmegaConf.to_container(cfg.data.task, resolve=True) if cfg.data.get("task") else {}
     task.pop("tokenizer_ckpt", None)
     return {"ckpt": str(path.resolve()), "data": data_identity(cfg), "task": task,
-            "settings": {k: OmegaConf.select(cfg, k, default=None) for k in SETTINGS}}
+            "settings": {k: OmegaConf.select(cfg, k, default=None) for k in SETTINGS}
+            | _precision_setting(cfg)}
+
+
+def _precision_setting(cfg: DictConfig) -> dict:
+    """``{"precision": ...}`` when the evaluation samples under autocast (bf16 changes the
+    numbers), else nothing (the keys of full-precision evaluations stay as they were)."""
+    from wm.utils.precision import autocast_dtype
+
+    precision = cfg.get("precision")
+    return {"precision": str(precision)} if autocast_dtype(precision) is not None else {}
 
 
 def default_out_dir(cfg: DictConfig, path: Path, key: dict) -> Path:
@@ -313,10 +323,14 @@ def _evaluate_world_model(cfg, path: Path, ckpt: dict, dm, device, out_dir: Path
     policy = task.build_policy(None, init=str(path))
     task.to(device)
     policy.to(device)
-    summary, first = evaluate_policy(
-        task, policy, dm.val_dataloader(), num_samples=int(cfg.num_samples),
-        temperature=float(cfg.temperature), top_k=cfg.top_k, seed=int(cfg.seed),
-        max_batches=cfg.max_batches, device=device, horizon=int(cfg.get("horizon") or 1))
+    from wm.utils.precision import autocast, fp32_logits
+
+    fp32_logits(policy)          # as in training: float32 logits under autocast
+    with autocast(cfg.get("precision"), device):     # precision=bf16-mixed: bf16 sampling
+        summary, first = evaluate_policy(
+            task, policy, dm.val_dataloader(), num_samples=int(cfg.num_samples),
+            temperature=float(cfg.temperature), top_k=cfg.top_k, seed=int(cfg.seed),
+            max_batches=cfg.max_batches, device=device, horizon=int(cfg.get("horizon") or 1))
     if first is not None and hasattr(task, "save_samples"):
         for f in task.save_samples(*first, out_dir=out_dir, rows=int(cfg.num_strips),
                                    group_size=int(cfg.num_samples)):

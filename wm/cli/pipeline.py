@@ -17,7 +17,7 @@ from pathlib import Path
 
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from wm.cli.evaluate import metrics_table
 from wm.cli.fit import DONE, fit_stage, last_checkpoint
@@ -60,6 +60,7 @@ def _eval_config(run_cfg: DictConfig, ckpt: Path | str, out_dir: Path | None, se
     with open_dict(cfg):
         for key in ("paths", "data", "run_name", "seed", "num_threads"):
             cfg[key] = run_cfg[key]
+        cfg["precision"] = OmegaConf.select(run_cfg, "trainer.precision", default="32-true")
         for k, v in settings.items():
             cfg[k] = v
     return cfg
