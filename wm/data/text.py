@@ -33,7 +33,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from wm.data.sampling import train_sampler
+from wm.data.sampling import eval_batches, train_sampler
 from wm.data.text_worlds import build_world
 
 log = logging.getLogger(__name__)
@@ -169,8 +169,11 @@ class TextStateDataModule(L.LightningDataModule):
         self.val_items = self.build_items(val, "val")
 
     def _loader(self, items: list[dict], train: bool) -> DataLoader:
-        sampler = train_sampler(len(items), self.batch_size, self.seed, self.trainer) if train \
-            else None
+        if not train:   # finite, sharded over ranks (each record scored by one rank)
+            return DataLoader(items, batch_sampler=eval_batches(len(items), self.batch_size,
+                                                                self.trainer),
+                              collate_fn=collate_text, num_workers=self.hparams.num_workers)
+        sampler = train_sampler(len(items), self.batch_size, self.seed, self.trainer)
         return DataLoader(items, batch_size=self.batch_size, sampler=sampler,
                           collate_fn=collate_text, num_workers=self.hparams.num_workers)
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from wm.data.sampling import train_sampler
+from wm.data.sampling import eval_batches, train_sampler
 from wm.data.episodes import INDEX, DataError, EpisodeStore
 
 log = logging.getLogger(__name__)
@@ -214,11 +214,13 @@ class VideoDataModule(L.LightningDataModule):
         self._set_up = True
 
     def _loader(self, ds: Dataset, train: bool) -> DataLoader:
-        sampler = train_sampler(len(ds), self.batch_size, self.seed, self.trainer) if train \
-            else None
-        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler,
-                          num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.num_workers > 0)
+        common = dict(num_workers=self.num_workers, pin_memory=self.pin_memory,
+                      persistent_workers=self.num_workers > 0)
+        if not train:   # finite, sharded over ranks (each clip scored by one rank)
+            return DataLoader(ds, batch_sampler=eval_batches(len(ds), self.batch_size,
+                                                             self.trainer), **common)
+        sampler = train_sampler(len(ds), self.batch_size, self.seed, self.trainer)
+        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, **common)
 
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
