@@ -125,7 +125,8 @@ def test_bytesized32_overlong_prompts_are_shortened_or_dropped_and_counted(bs32)
 
     tiny_target = TextStateDataModule("bytesized32", str(bs32), max_train_records=40, max_val_records=60)
     t_limit = sorted(len(tok(i["target"])["input_ids"]) for i in dm.val_items)[30]
-    tiny_target.connect(tok, max_prompt_tokens=100_000, max_response_tokens=t_limit)
+    tiny_target.connect(tok, max_prompt_tokens=100_000,
+                        max_response_tokens=t_limit + 1)  # the budget counts the EOS
     tiny_target.setup()
     assert tiny_target.stats["val"]["dropped_long_target"] > 0
     assert all(len(tok(i["target"])["input_ids"]) <= t_limit for i in tiny_target.val_items)

@@ -184,6 +184,11 @@ def test_toy_pipeline_lora(tmp_path):
     base = AutoModelForCausalLM.from_pretrained(mle_dir / "export" / "merged")
     adapted = PeftModel.from_pretrained(base, export / "adapter")
     torch.testing.assert_close(logits_of(adapted, tok), rl_logits, rtol=1e-4, atol=1e-5)
+    # ... and the plain call loads it on that model too (export/base: its adapter_config names it)
+    from peft import AutoPeftModelForCausalLM
+
+    plain = AutoPeftModelForCausalLM.from_pretrained(export / "adapter")
+    torch.testing.assert_close(logits_of(plain, tok), rl_logits, rtol=1e-4, atol=1e-5)
 
     summary = run_eval(last_checkpoint(grpo_dir), [*TOY, LORA], tmp_path / "eval")
     check_eval(summary, tmp_path / "eval", n=8, extra_keys=("key_acc",))

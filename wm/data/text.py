@@ -16,7 +16,9 @@ text blindly and never by truncating the target:
   (ByteSized32 drops the in-context example; WebArena keeps the first lines of the
   accessibility tree that fit). A prompt still too long is skipped.
 - ``overlong="skip"``: the record is skipped.
-- A target longer than ``max_response_tokens`` is always skipped.
+- A target whose tokens plus its EOS exceed ``max_response_tokens`` is always skipped: the
+  budget counts the EOS, as the sampler's does (``wm.tasks.text``), so every kept target can be
+  generated in full and stopped.
 
 The counts (``records``, ``kept``, ``shortened``, ``dropped_overlong``, ``dropped_long_target``)
 are in ``self.stats[split]`` and logged once per split at setup.
@@ -122,6 +124,10 @@ class TextStateDataModule(L.LightningDataModule):
             return None
         return self.max_prompt_tokens - self.hparams.reserve_tokens
 
+    def _target_limit(self) -> int | None:
+        """Target tokens allowed: the response budget less the EOS that ends the answer."""
+        return None if self.max_response_tokens is None else self.max_response_tokens - 1
+
     def build_items(self, records: list[dict], split: str) -> list[dict]:
         """Items for ``records`` with the over-long policy applied; fills ``self.stats[split]``."""
         stats = {"records": len(records), "kept": 0, "shortened": 0, "dropped_overlong": 0,
@@ -129,7 +135,7 @@ class TextStateDataModule(L.LightningDataModule):
         items = []
         for record in records:
             target = self.world.target(record)
-            if not self._fits(target, self.max_response_tokens):
+            if not self._fits(target, self._target_limit()):
                 stats["dropped_long_target"] += 1
                 continue
             prompt = None

@@ -6,6 +6,11 @@ GRPO is the base model; with LoRA it is the same network with the adapters switc
 (``reference_logits_context``), so no second copy of the weights is held. Departure: when the
 policy is trained with LoRA the reference is the *base* model, not the SFT checkpoint, unless
 the SFT adapter was merged before RL (``save_hf`` writes a merged copy for that).
+
+Export (``save_hf``): every folder loads into the trained policy by the plain Hugging Face call;
+an adapter whose base is no named model's weights (an earlier adapter merged into them, or a
+model built from a config) gets those weights saved beside it as ``base`` and named by its
+``adapter_config.json``.
 """
 from __future__ import annotations
 
@@ -130,22 +135,89 @@ def reference_logits_context(model):
         yield model
 
 
-def save_hf(model, tokenizer, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write ``out_dir/adapter`` (LoRA weights only, if any) and ``out_dir/merged`` (a plain
-    Hugging Face model with the adapters merged in, loadable by ``from_pretrained``), each with
-    the tokenizer. The live ``model`` is left unmerged. Returns the written paths."""
+def pretrained_source(model) -> str | None:
+    """The hub id or local folder ``model``'s (base) weights were loaded from, or None (a model
+    built from a config has no name; an unnamed one cannot be reloaded)."""
+    from wm.vision.registry import looks_like_hub_id
+
+    base = model.get_base_model() if is_lora(model) else model
+    name = str(getattr(base, "name_or_path", "") or "")
+    if name and Path(name).is_dir():
+        return str(Path(name).resolve())
+    return name if looks_like_hub_id(name) else None
+
+
+def save_hf(model, tokenizer, out_dir: str | os.PathLike, base: str | None = None
+            ) -> dict[str, Path]:
+    """Write the policy ``model`` as Hugging Face folders under ``out_dir``, each with the
+    tokenizer, and ``out_dir/manifest.json`` saying how each loads. The live ``model`` is left
+    as it is (copies are merged / unloaded). Returns the written folders:
+
+    - ``merged``: a plain model with the adapters merged in (``AutoModelForCausalLM``).
+    - ``adapter`` (LoRA only): the LoRA weights; its ``adapter_config.json`` names as
+      ``base_model_name_or_path`` the weights under them, so ``AutoPeftModelForCausalLM`` (or
+      ``AutoModelForCausalLM``) ``.from_pretrained(adapter)`` is the policy: ``base``, a hub id or
+      folder holding exactly those weights (the model LoRA was added to, unchanged), or, when
+      ``base`` is None, ``base`` below.
+    - ``base`` (LoRA with ``base=None``): the weights under the adapter, adapters off (e.g. the
+      SFT model after its adapter was merged, or a model built from a config). Not the policy.
+
+    Local paths are written absolute: peft and transformers read the field as given, relative to
+    the caller's working directory, so an export moved elsewhere loads with
+    ``PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(<export>/base), <export>/adapter)``.
+    """
+    import copy
+
     out = Path(out_dir)
     paths: dict[str, Path] = {}
     if is_lora(model):
-        import copy
-
+        if base is None:
+            paths["base"] = out / "base"
+            _save_pretrained(copy.deepcopy(model).unload(), tokenizer, paths["base"])
+            base = str(paths["base"])
+        base = str(Path(base).resolve()) if Path(base).is_dir() else base
         paths["adapter"] = out / "adapter"
-        model.save_pretrained(paths["adapter"])
-        tokenizer.save_pretrained(paths["adapter"])
+        _save_pretrained(model, tokenizer, paths["adapter"])
+        _name_adapter_base(paths["adapter"], base)
         merged = copy.deepcopy(model).merge_and_unload()
     else:
         merged = model
     paths["merged"] = out / "merged"
-    merged.save_pretrained(paths["merged"])
-    tokenizer.save_pretrained(paths["merged"])
+    _save_pretrained(merged, tokenizer, paths["merged"])
+    _write_manifest(out, paths, base)
     return paths
+
+
+def _save_pretrained(model, tokenizer, folder: Path) -> None:
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def _name_adapter_base(adapter: Path, base: str) -> None:
+    """Point a saved adapter's ``base_model_name_or_path`` at ``base``."""
+    import json
+
+    config_path = adapter / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = base
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _write_manifest(out: Path, paths: dict[str, Path], base: str | None) -> None:
+    """``out/manifest.json``: each exported folder, what it holds and the call that loads it."""
+    import json
+
+    what = {
+        "merged": ("the trained policy, adapters merged",
+                   "transformers.AutoModelForCausalLM.from_pretrained('{}')"),
+        "adapter": (f"the trained policy's LoRA weights on the base {base}",
+                    "peft.AutoPeftModelForCausalLM.from_pretrained('{}')"),
+        "base": ("the weights under the adapter (adapters off), NOT the trained policy; "
+                 "adapter/adapter_config.json names it by absolute path: after moving the "
+                 "export, load the adapter with peft.PeftModel.from_pretrained(base model, "
+                 "adapter folder)", "transformers.AutoModelForCausalLM.from_pretrained('{}')"),
+    }
+    artifacts = {name: {"path": path.name, "holds": what[name][0],
+                        "load": what[name][1].format(path.resolve())}
+                 for name, path in paths.items()}
+    (out / "manifest.json").write_text(json.dumps({"artifacts": artifacts}, indent=2) + "\n")

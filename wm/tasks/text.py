@@ -35,7 +35,9 @@ class TextStateTask(nn.Module):
         reward: import path of a batch reward ``fn(completions, records) -> {name: (N,)}``.
         reward_key: which returned component GRPO optimizes (e.g. ``task_specific``, ``f1``).
         max_prompt_tokens: prompts longer than this are shortened or dropped by the DataModule.
-        max_response_tokens: sampling budget; targets longer than this are dropped (never cut).
+        max_response_tokens: sampling budget, EOS included (``ResponsePlan.length``, as verl's
+            ``max_response_length``); targets whose tokens + EOS exceed it are dropped by the
+            DataModule (never cut), so every kept target can be generated in full.
         chat_template: render prompts as a user turn of the tokenizer's chat template (as the
             reference does for its chat base models): null = when the tokenizer has one,
             true = required, false = plain text (``wm.language.chat``).
@@ -62,6 +64,7 @@ class TextStateTask(nn.Module):
         self.max_prompt_tokens, self.max_response_tokens = max_prompt_tokens, max_response_tokens
         self.tokenizer = None
         self._lora = None
+        self._base_source: str | None = None   # hub id / folder under the LoRA (build_policy)
 
     # ------------------------------------------------------------------ wiring
     def build_policy(self, factory, init: str | None = None) -> nn.Module:
@@ -70,10 +73,16 @@ class TextStateTask(nn.Module):
 
         From ``init`` with a LoRA factory (GRPO after SFT): the stored adapter is merged and a
         fresh one is added, so disabling adapters yields the SFT model (the KL reference).
+        Remembers which named model (hub id / folder), if any, holds exactly the weights under
+        the LoRA, for ``export``: none after a merge or from a stage checkpoint.
         """
+        from wm.language.model import pretrained_source
+
         self._lora = lora_settings(factory) if factory is not None else None
+        self._base_source = None
         if not init:
             model, self.tokenizer = factory()
+            self._base_source = pretrained_source(model)
             return model
         if Path(init).is_dir() or looks_like_hub_id(str(init)):
             # a Hugging Face folder or hub id: e.g. the paper's released text world models
@@ -81,16 +90,20 @@ class TextStateTask(nn.Module):
             from wm.language.model import load_causal_lm
 
             model, self.tokenizer = load_causal_lm(str(init))
-        else:
+            source = str(Path(init).resolve()) if Path(init).is_dir() else str(init)
+        else:      # weights a stage trained: no named model holds them
             model, self.tokenizer = rebuild_from_checkpoint(init)
+            source = None
         if factory is None:          # evaluation: the stored policy as it is
+            self._base_source = source
             return model
         if hasattr(model, "merge_and_unload"):
-            model = model.merge_and_unload()
+            model, source = model.merge_and_unload(), None
         if self._lora:
             from wm.language.model import apply_lora
 
             model = apply_lora(model, self._lora)
+        self._base_source = source
         return model
 
     def policy_checkpoint(self, policy) -> dict:
@@ -98,12 +111,15 @@ class TextStateTask(nn.Module):
         return checkpoint_entry(policy, self.tokenizer, lora)
 
     def export(self, policy, out_dir) -> dict:
-        """Hugging Face release of ``policy``: ``out_dir/merged`` (plain model, adapters merged,
-        loads with ``AutoModelForCausalLM.from_pretrained``) and, for a LoRA policy,
-        ``out_dir/adapter`` (peft adapter only); each with the tokenizer. Returns the paths."""
+        """Hugging Face release of ``policy`` (``wm.language.model.save_hf``): ``out_dir/merged``
+        (plain model, adapters merged) and, for a LoRA policy, ``out_dir/adapter`` whose
+        ``adapter_config.json`` names the weights it was trained on: the pretrained model when
+        those are unchanged, else ``out_dir/base`` written beside it (GRPO after SFT: the merged
+        SFT model). Each loads into the trained policy by the plain ``from_pretrained`` call;
+        ``out_dir/manifest.json`` lists them. Returns the paths."""
         from wm.language.model import save_hf
 
-        return save_hf(policy, self.tokenizer, out_dir)
+        return save_hf(policy, self.tokenizer, out_dir, base=self._base_source)
 
     def connect(self, datamodule) -> None:
         """The DataModule's length limits, with the chat template's tokens kept free."""
@@ -127,11 +143,12 @@ class TextStateTask(nn.Module):
         tok = self.tokenizer
         rows = [tok(t, add_special_tokens=False).input_ids + [tok.eos_token_id]
                 for t in batch["target"]]
-        longest = max(len(r) for r in rows)
-        if longest > self.max_response_tokens + 1:
-            raise ValueError(f"a target has {longest - 1} tokens > data.task.max_response_tokens="
-                             f"{self.max_response_tokens}; connect the DataModule (it drops such "
-                             "records) or raise the limit")
+        longest = max(len(r) for r in rows)     # target + EOS
+        if longest > self.max_response_tokens:
+            raise ValueError(f"a target has {longest - 1} tokens + EOS > data.task."
+                             f"max_response_tokens={self.max_response_tokens} (the budget counts "
+                             "the EOS); connect the DataModule (it drops such records) or raise "
+                             "the limit")
         ids = torch.full((len(rows), longest), tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros(len(rows), longest, dtype=torch.bool)
         for i, r in enumerate(rows):
