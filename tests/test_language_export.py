@@ -57,6 +57,9 @@ def assert_loads_as(export: dict, expected: torch.Tensor, tokenizer) -> None:
     torch.testing.assert_close(logits_of(merged, tokenizer), expected, rtol=0, atol=1e-5)
     adapter = AutoPeftModelForCausalLM.from_pretrained(export["adapter"])
     torch.testing.assert_close(logits_of(adapter, tokenizer), expected, rtol=0, atol=1e-5)
+    # transformers' own adapter loading (eval.py ckpt=<export/adapter> goes this way)
+    attached = AutoModelForCausalLM.from_pretrained(export["adapter"])
+    torch.testing.assert_close(logits_of(attached, tokenizer), expected, rtol=0, atol=1e-5)
 
 
 def pretrained_folder(path: Path) -> Path:

@@ -32,7 +32,9 @@ class PolicyCheckpointMixin:
         task writes Hugging Face folders). Called by ``wm.cli.fit.fit_stage`` on rank 0 after
         training as ``<run_dir>/export``; a task without ``export`` writes nothing (returns {}).
         A sharded (FSDP2) policy is exported from the gathered ``checkpoint`` instead of the
-        live shards, whose gathering would need every rank."""
+        live shards, whose gathering would need every rank; a LoRA text policy rebuilt so has
+        its base weights written beside the adapter (``export/base``), since the checkpoint does
+        not say which named model, if any, holds them (``wm.language.model.save_hf``)."""
         if not hasattr(self.task, "export"):
             return {}
         policy = self.policy
