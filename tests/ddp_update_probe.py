@@ -1,6 +1,8 @@
-"""Helper script (not a test module) for tests/test_grpo_normalizer_ddp.py: one GRPO optimizer
-step with plain SGD on a FIXED global batch, split over ``--devices`` CPU processes (Lightning
-DDP, gloo) or run whole in one process; writes the updated policy weights to ``--out``.
+"""Helper script (not a test module) for tests/test_grpo_normalizer_ddp.py and
+tests/test_grpo_scale.py: one GRPO optimizer step with plain SGD on a FIXED global batch, split
+over ``--devices`` CPU processes (Lightning DDP, gloo) or run whole in one process; writes the
+updated policy weights to ``--out``, and under DDP the number of gradient all-reduces each rank
+ran (a counting comm hook: one per backward that syncs) to ``--out``.syncs<rank>.
 
 The rollout is fixed (no sampling), so 1-process and 2-process runs see the same global batch;
 rank 0 gets the long responses and rank 1 the short ones (uneven token counts per rank): only a
@@ -9,6 +11,7 @@ cross-rank token normalizer gives the single-process update.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from functools import partial
 from pathlib import Path
@@ -27,6 +30,16 @@ from wm.stages.grpo import GRPOModule  # noqa: E402
 from wm.utils.seeding import seeded_generator  # noqa: E402
 
 N, P, LEN, G = 8, 4, 6, 4
+SYNCS: list[int] = []
+
+
+def counting_allreduce(state, bucket):
+    """DDP comm hook: the default all-reduce, counted once per synchronized backward."""
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    if bucket.index() == 0:
+        SYNCS.append(1)
+    return allreduce_hook(state, bucket)
 
 
 def global_batch():
@@ -40,6 +53,12 @@ def global_batch():
 
 
 class FixedBatchGRPO(GRPOModule):
+    def on_train_start(self):
+        # Lightning registers DDP comm hooks on CUDA only: register the counter directly
+        ddp = self.trainer.strategy.model
+        if isinstance(ddp, torch.nn.parallel.DistributedDataParallel):
+            ddp.register_comm_hook(None, counting_allreduce)
+
     def training_step(self, batch, batch_idx):
         p_ids, tokens, mask, adv = (t.to(self.device) for t in global_batch())
         world, rank = self.trainer.world_size, self.global_rank
@@ -58,19 +77,26 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--devices", type=int, default=1)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--micro", type=int, default=2, help="micro_batch_size (rows)")
+    ap.add_argument("--group", type=int, default=G, help="group_size (divides 8)")
+    ap.add_argument("--steps", type=int, default=1, help="optimizer steps (same batch)")
     args = ap.parse_args()
+    globals()["G"] = args.group
     torch.set_num_threads(1)
     L.seed_everything(0)
     module = FixedBatchGRPO(TargetTokenTask(), tiny_llama_factory(0),
                             partial(torch.optim.SGD, lr=1.0),
                             GRPOLossConfig(kl_coef=0.0, dual_clip=None),
-                            init_policy=None, group_size=G, micro_batch_size=2, grad_clip=0.0)
+                            init_policy=None, group_size=G, micro_batch_size=args.micro,
+                            grad_clip=0.0)
     data = torch.utils.data.DataLoader([0] * 4, batch_size=1)
     trainer = L.Trainer(accelerator="cpu", devices=args.devices,
-                        strategy="ddp" if args.devices > 1 else "auto", max_steps=1,
+                        strategy="ddp" if args.devices > 1 else "auto", max_steps=args.steps,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, use_distributed_sampler=False)
     trainer.fit(module, train_dataloaders=data)
+    if args.devices > 1:
+        Path(f"{args.out}.syncs{trainer.global_rank}").write_text(json.dumps(len(SYNCS)))
     if trainer.global_rank == 0:
         torch.save({k: v.detach().cpu() for k, v in module.policy.state_dict().items()}, args.out)
 

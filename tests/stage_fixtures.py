@@ -160,7 +160,7 @@ class MetricRecorder(L.Callback):
         skip = ("grpo/rollout_tokens_per_s",)     # wall-clock, never reproducible
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                    if k.startswith(self.prefixes) and k not in skip
-                   and not k.startswith("grpo/time/")}
+                   and not k.startswith(("grpo/time/", "grpo/peak_mem_mb/"))}  # machine state
         ident = {k: batch[k].tolist() for k in ("episode", "start", "target_id")
                  if isinstance(batch, dict) and torch.is_tensor(batch.get(k))}
         if isinstance(batch, dict) and "prompt" in batch:

@@ -9,6 +9,13 @@ is GRPO's shared-prefix pass: G responses share one prompt, so the prompt runs o
 (``wm.rollout.prefix_cache``); the logits equal ``response_logits``' to float tolerance and so do
 the gradients (tests/test_rollout_forward.py). At the paper's video shape (P=1,333, L=321,
 G=16) that is 6,469 instead of 26,464 token positions per prompt.
+
+Its two halves are public so that a group can be processed in row chunks (GRPO's
+``micro_batch_size`` < G, issue #27): ``prompt_prefix`` runs the prompts once and
+``logits_from_prefix`` serves any number of response chunks from that cache (the cache keeps no
+response state). Without gradients that is exact and costs the prompt once per group; with
+gradients GRPO recomputes the prompt per chunk instead (exact, P extra positions per chunk), so
+that each chunk's backward frees its own graph.
 """
 from __future__ import annotations
 
@@ -34,6 +41,62 @@ def response_logits(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
     return out.logits[:, :-1]                                                # (N, L, V)
 
 
+def prompt_prefix(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor):
+    """Run B prompts once (with gradients when enabled).
+
+    prompt_ids, prompt_mask: (B, P) (left padding allowed). Returns ``(cache, first)``: a
+    ``PrefixBroadcastCache`` holding the prompts' keys/values, and the logits (B, 1, V) of each
+    prompt's last position (they predict the first response token).
+    """
+    from wm.rollout.prefix_cache import PrefixBroadcastCache
+    from wm.rollout.sampler import _attention, _prompt_positions
+
+    P = prompt_ids.shape[1]
+    prompt_mask = prompt_mask.bool()
+    padded = not bool(prompt_mask.all())
+    cache = PrefixBroadcastCache(1)
+    out = model(input_ids=prompt_ids, position_ids=_prompt_positions(prompt_mask),
+                attention_mask=_attention(prompt_mask if padded else None, P, P,
+                                          prompt_ids.device),
+                past_key_values=cache, use_cache=True, logits_to_keep=1)
+    return cache, out.logits[:, -1:]
+
+
+def logits_from_prefix(model, cache, first: torch.Tensor, prompt_mask: torch.Tensor,
+                       response_ids: torch.Tensor, rows_per_prompt: int) -> torch.Tensor:
+    """Logits (B*g, L, V) of g = ``rows_per_prompt`` responses per prompt of ``cache``.
+
+    cache, first: ``prompt_prefix`` of the B prompts; prompt_mask: (B, P); response_ids:
+    (B*g, L), rows ``b*g .. b*g+g-1`` answering prompt b. The cache may serve further calls.
+    """
+    from wm.rollout.sampler import _attention
+
+    B, P = prompt_mask.shape
+    g, L = int(rows_per_prompt), response_ids.shape[1]
+    if response_ids.shape[0] != B * g:
+        raise ValueError(f"response_ids has {response_ids.shape[0]} rows for {B} prompts x "
+                         f"group_size {g}")
+    prompt_mask = prompt_mask.bool()
+    dev = response_ids.device
+    first = first.repeat_interleave(g, 0)                                    # (B*g, 1, V)
+    if L == 1:
+        return first
+    cache.serve(g)
+    # responses, attending to their prompt's broadcast keys/values and causally to themselves
+    n_real = prompt_mask.long().sum(1).repeat_interleave(g)                 # (B*g,)
+    pos = n_real[:, None] + torch.arange(L, device=dev)[None]               # (B*g, L)
+    key_valid = None
+    if not bool(prompt_mask.all()):
+        key_valid = torch.cat([prompt_mask.repeat_interleave(g, 0),
+                               torch.ones(B * g, L, dtype=torch.bool, device=dev)], dim=1)
+    mask4d = _attention(key_valid, L, P + L, dev)                            # (B*g, 1, L, P+L)
+    if mask4d is None:       # no padding: causal over the response, full view of the prompt
+        mask4d = _attention(torch.ones(1, P + L, dtype=torch.bool, device=dev), L, P + L, dev)
+    out = model(input_ids=response_ids, position_ids=pos, attention_mask=mask4d,
+                past_key_values=cache, use_cache=True, logits_to_keep=L)
+    return torch.cat([first, out.logits[:, :-1]], dim=1)                    # (B*g, L, V)
+
+
 def grouped_response_logits(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
                             response_ids: torch.Tensor, group_size: int) -> torch.Tensor:
     """``response_logits`` of G responses per prompt with the prompt computed once.
@@ -41,37 +104,9 @@ def grouped_response_logits(model, prompt_ids: torch.Tensor, prompt_mask: torch.
     prompt_ids, prompt_mask: (B, P) (left padding allowed); response_ids: (B*G, L), rows
     ``g*G .. g*G+G-1`` answering prompt g. Returns (B*G, L, V).
     """
-    from wm.rollout.prefix_cache import PrefixBroadcastCache
-    from wm.rollout.sampler import _attention, _prompt_positions
-
-    B, P = prompt_ids.shape
-    G, L = int(group_size), response_ids.shape[1]
-    if response_ids.shape[0] != B * G:
+    B, G = prompt_ids.shape[0], int(group_size)
+    if response_ids.shape[0] != B * G:       # checked before the prompts run
         raise ValueError(f"response_ids has {response_ids.shape[0]} rows for {B} prompts x "
                          f"group_size {G}")
-    prompt_mask = prompt_mask.bool()
-    padded = not bool(prompt_mask.all())
-    cache = PrefixBroadcastCache(G)
-    # prompts, once each: the last position's logits predict the first response token
-    out = model(input_ids=prompt_ids, position_ids=_prompt_positions(prompt_mask),
-                attention_mask=_attention(prompt_mask if padded else None, P, P,
-                                          prompt_ids.device),
-                past_key_values=cache, use_cache=True, logits_to_keep=1)
-    first = out.logits[:, -1:].repeat_interleave(G, 0)                      # (B*G, 1, V)
-    if L == 1:
-        return first
-    # responses, attending to their prompt's broadcast keys/values and causally to themselves
-    n_real = prompt_mask.long().sum(1).repeat_interleave(G)                # (B*G,)
-    pos = n_real[:, None] + torch.arange(L, device=prompt_ids.device)[None]  # (B*G, L)
-    key_valid = None
-    if padded:
-        key_valid = torch.cat([prompt_mask.repeat_interleave(G, 0),
-                               torch.ones(B * G, L, dtype=torch.bool,
-                                          device=prompt_ids.device)], dim=1)  # (B*G, P+L)
-    mask4d = _attention(key_valid, L, P + L, prompt_ids.device)
-    if mask4d is None:       # no padding: causal over the response, full view of the prompt
-        mask4d = _attention(torch.ones(1, P + L, dtype=torch.bool, device=prompt_ids.device),
-                            L, P + L, prompt_ids.device)
-    out = model(input_ids=response_ids, position_ids=pos, attention_mask=mask4d,
-                past_key_values=cache, use_cache=True, logits_to_keep=L)
-    return torch.cat([first, out.logits[:, :-1]], dim=1)                    # (B*G, L, V)
+    cache, first = prompt_prefix(model, prompt_ids, prompt_mask)
+    return logits_from_prefix(model, cache, first, prompt_mask, response_ids, G)

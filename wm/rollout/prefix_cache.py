@@ -8,6 +8,8 @@ values are repeated to their G rows (``repeat_interleave``: the gradient of the 
 the G rows' contributions, which is exact because attention is causal and the prompt's states do
 not depend on the responses) and concatenated with the responses' own. Unlike
 ``wm.rollout.cache.PreallocatedCache`` nothing is written in place, so autograd sees every step.
+The responses' keys/values are not kept: after the prompts, the cache serves any number of
+response passes, each with its own rows per prompt (``serve``; GRPO's row chunks of a group).
 """
 from __future__ import annotations
 
@@ -43,8 +45,7 @@ class PrefixBroadcastLayer(CacheLayerMixin):
                                f"{self.keys.shape[0]} prompts x group {g}")
         keys = torch.cat([self.keys.repeat_interleave(g, 0), key_states], dim=-2)
         values = torch.cat([self.values.repeat_interleave(g, 0), value_states], dim=-2)
-        self.length += key_states.shape[-2]
-        return keys, values                               # (B*G, H, P+L, D)
+        return keys, values                               # (B*G, H, P+L, D); length stays P
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return self.length + query_length, 0
@@ -65,3 +66,8 @@ class PrefixBroadcastCache(Cache):
 
     def __init__(self, group_size: int) -> None:
         super().__init__(layer_class_to_replicate=partial(PrefixBroadcastLayer, group_size))
+
+    def serve(self, rows_per_prompt: int) -> None:
+        """The next response pass has ``rows_per_prompt`` rows per cached prompt."""
+        for layer in self.layers:
+            layer.group_size = int(rows_per_prompt)

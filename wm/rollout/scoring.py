@@ -3,10 +3,19 @@ rollout, the stages' validation and ``eval.py`` (so MLE and RLVR are scored iden
 
 The task is passed in (duck-typed ``wm.tasks.base.Task``); this module knows nothing about
 frames or JSON.
+
+Bounded memory (issue #27): with ``chunk_rows`` the task's ``decode`` / ``rewards`` /
+``metrics`` run on row chunks of at most that many rows (part of a group when it is smaller than
+the group size) and the results are concatenated in row order; per-row scores do not depend on
+which rows share a call (tests/test_grpo_scale.py), so the numbers are those of one call.
+``phase`` measures a phase's wall time and peak memory (GRPO's ``grpo/time/*`` and
+``grpo/peak_mem_mb/*``).
 """
 from __future__ import annotations
 
+import resource
 import time
+from contextlib import contextmanager
 
 import torch
 
@@ -14,11 +23,140 @@ from wm.rollout.sampler import Sampler
 from wm.utils.precision import full_precision
 
 
+def _rss_mb(field: str) -> float | None:
+    """``VmRSS`` / ``VmHWM`` of this process in MB (None where /proc is unavailable)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux ``clear_refs`` 5); False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def phase(name: str, timings: dict | None = None, peaks: dict | None = None,
+          device: torch.device | str | None = None):
+    """Time a phase into ``timings[name]`` (seconds) and its peak memory into ``peaks[name]``
+    (MB): on CUDA ``max_memory_allocated`` with the peak reset at the phase start; on CPU the
+    growth of the process's peak RSS over its RSS at the start (the peak mark reset first where
+    Linux allows, else the lifetime peak: 0 unless the phase set a new one)."""
+    cuda = peaks is not None and torch.device(device or "cpu").type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    elif peaks is not None:
+        reset = _reset_peak_rss()
+        start = _rss_mb("VmRSS") or 0.0
+        start_peak = None if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        if cuda:
+            torch.cuda.synchronize(device)
+        if timings is not None:
+            timings[name] = time.perf_counter() - t0
+        if cuda:
+            peaks[name] = torch.cuda.max_memory_allocated(device) / 2**20
+        elif peaks is not None:
+            if start_peak is None:
+                peak = max(_rss_mb("VmHWM") or 0.0, _rss_mb("VmRSS") or 0.0)
+            else:            # ru_maxrss never decreases: a growth only if this phase set it
+                peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, start_peak)
+                start = max(start, start_peak)
+            peaks[name] = max(peak - start, 0.0)
+
+
+def _batch_rows(batch, prompts: slice, n_prompts: int):
+    """The prompts ``prompts`` of a collated batch: tensors and lists whose first dimension is
+    the batch's ``n_prompts`` are sliced, anything else is shared."""
+    if not isinstance(batch, dict):
+        raise TypeError(f"chunked scoring needs a dict batch, got {type(batch).__name__}; "
+                        "score without chunk_rows")
+    out = {}
+    for k, v in batch.items():
+        if (torch.is_tensor(v) and v.dim() > 0 or isinstance(v, (list, tuple))) \
+                and len(v) == n_prompts:
+            v = v[prompts]
+        out[k] = v
+    return out
+
+
+def _concat_rows(parts: list):
+    """Row-wise concatenation of the chunks' predictions / scores (tensors along dim 0, lists
+    extended, dicts key by key; anything else, e.g. None, taken from the first chunk)."""
+    first = parts[0]
+    if torch.is_tensor(first) and first.dim() > 0:
+        return torch.cat(parts, dim=0)
+    if isinstance(first, dict):
+        return {k: _concat_rows([p[k] for p in parts]) for k in first}
+    if isinstance(first, list):
+        return [x for p in parts for x in p]
+    return first
+
+
+def row_chunks(n_prompts: int, group_size: int, rows: int | None):
+    """(prompt slice, first row of the group, rows per prompt) pieces covering the
+    n_prompts * group_size rows in order, at most ``rows`` rows each: whole groups
+    (``rows // group_size`` of them) when a group fits, else row chunks of one group."""
+    G = group_size
+    if rows is None or rows >= n_prompts * G:
+        yield slice(0, n_prompts), 0, G
+    elif rows >= G:
+        k = rows // G
+        for s in range(0, n_prompts, k):
+            yield slice(s, min(s + k, n_prompts)), 0, G
+    else:
+        for b in range(n_prompts):
+            for s in range(0, G, rows):
+                yield slice(b, b + 1), s, min(rows, G - s)
+
+
+def score_rows(task, tokens: torch.Tensor, batch, group_size: int, chunk_rows: int | None = None,
+               per_frame: bool = False):
+    """``task.decode`` -> ``rewards`` -> ``metrics`` of ``tokens`` (B*G, L), on row chunks of at
+    most ``chunk_rows`` rows (None: one call). Returns (predictions, rewards, metrics)."""
+    def score(toks, b, g):
+        with full_precision(toks.device):    # float32 frames and rewards under bf16 autocast
+            preds = task.decode(toks, b, g)
+            rewards = task.rewards(preds, b, g)
+            metrics = task.metrics(preds, b, g, per_frame=True) if per_frame \
+                else task.metrics(preds, b, g)
+        return preds, rewards, metrics
+
+    G = int(group_size)
+    B = tokens.shape[0] // G
+    if chunk_rows is None or chunk_rows >= B * G:
+        return score(tokens, batch, G)
+    parts, sub, sub_of = [], None, None
+    for prompts, first, g in row_chunks(B, G, int(chunk_rows)):
+        # one sub-batch per prompt range, reused by its row chunks (tasks cache on its tensors)
+        if sub_of != (prompts.start, prompts.stop):
+            sub, sub_of = _batch_rows(batch, prompts, B), (prompts.start, prompts.stop)
+        rows = (torch.arange(prompts.start, prompts.stop)[:, None] * G
+                + torch.arange(first, first + g)[None]).flatten()          # (n*g,)
+        parts.append(score(tokens[rows.to(tokens.device)], sub, g))
+    return tuple(_concat_rows([p[i] for p in parts]) for i in range(3))
+
+
 @torch.no_grad()
 def sample_and_score(task, policy, batch, group_size: int, generator: torch.Generator,
                      temperature: float = 1.0, top_k: int | None = None,
                      top_p: float | None = None, prompts=None, per_frame: bool = False,
-                     horizon: int = 1, cascade: bool = True, timings: dict | None = None):
+                     horizon: int = 1, cascade: bool = True, timings: dict | None = None,
+                     chunk_rows: int | None = None, peaks: dict | None = None):
     """Sample ``group_size`` responses per prompt with ``policy``, decode and score them.
 
     ``prompts``: the batch's ``Task.prompts`` when the caller already built them (not rebuilt).
@@ -26,7 +164,9 @@ def sample_and_score(task, policy, batch, group_size: int, generator: torch.Gene
     (``task.open_loop``; no rollout is returned). ``per_frame``: also per-frame metric keys
     ``<m>@<t>`` (evaluation tables). ``cascade``: the sampler's shared-prompt attention
     (``wm.rollout.cascade``; False copies the prompt per row). ``timings``: a dict filled with
-    the seconds spent sampling (``"sample"``) and decoding + scoring (``"score"``).
+    the seconds spent sampling (``"sample"``) and decoding + scoring (``"score"``); ``peaks``
+    the same phases' peak memory in MB (``phase``). ``chunk_rows``: decode and score at most that
+    many rows per call (``score_rows``; the sampler still runs all rows together).
     Sampling runs in the caller's autocast (bf16 under ``trainer.precision=bf16-mixed``);
     decoding, rewards and metrics in float32 (``wm.utils.precision``).
     ``policy`` may be a baseline (``predict_baseline``, ``wm.evaluation.baselines``): scored
@@ -47,19 +187,16 @@ def sample_and_score(task, policy, batch, group_size: int, generator: torch.Gene
         with full_precision(next(policy.parameters()).device):
             metrics = task.metrics(preds, batch, group_size, per_frame=per_frame)
             return preds, task.rewards(preds, batch, group_size), metrics, None
-    t0 = time.perf_counter()
     prompts = task.prompts(batch) if prompts is None else prompts
-    policy.eval()
-    rollout = Sampler(cascade=cascade).sample(policy, prompts.ids, prompts.mask, prompts.plan,
-                               group_size=group_size, temperature=temperature, top_k=top_k,
-                               top_p=top_p, generator=generator)
-    policy.train(was_training)
-    t1 = time.perf_counter()
-    with full_precision(rollout.tokens.device):    # float32 frames and rewards under bf16
-        preds = task.decode(rollout.tokens, batch, group_size)
-        rewards = task.rewards(preds, batch, group_size)
-        metrics = task.metrics(preds, batch, group_size, per_frame=True) if per_frame \
-            else task.metrics(preds, batch, group_size)
-    if timings is not None:
-        timings.update(sample=t1 - t0, score=time.perf_counter() - t1)
+    device = prompts.ids.device
+    times: dict = {} if timings is None else timings
+    with phase("sample", times, peaks, device):
+        policy.eval()
+        rollout = Sampler(cascade=cascade).sample(
+            policy, prompts.ids, prompts.mask, prompts.plan, group_size=group_size,
+            temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+        policy.train(was_training)
+    with phase("score", times, peaks, device):
+        preds, rewards, metrics = score_rows(task, rollout.tokens, batch, group_size,
+                                             chunk_rows, per_frame)
     return preds, rewards, metrics, rollout

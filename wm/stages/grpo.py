@@ -13,7 +13,18 @@ Departures from the reference, on purpose:
   micro-batches *and* ranks (verl divided per-micro-batch means by the accumulation steps);
 - every random draw in a step (sampling, mini-batch shuffling, dropout) is seeded from
   ``(seed, step, rank)``, so a resumed run reproduces an uninterrupted one exactly;
-- the KL reference of a LoRA policy is the same weights with adapters disabled (no copy).
+- the KL reference of a LoRA policy is the same weights with adapters disabled (no copy);
+- under DDP, gradients are all-reduced once per optimizer step (the last micro-batch's
+  backward; the others run under ``no_sync``), not once per micro-batch.
+
+Memory is bounded by ``micro_batch_size`` rows whatever G and the response length (issue #27):
+a micro-batch smaller than a group holds a row chunk of one group; decoding and scoring run on
+chunks of at most ``micro_batch_size`` rows (``wm.rollout.scoring.score_rows``). The no-grad
+log-prob passes compute a prompt once per group and serve its row chunks from its keys/values;
+the update recomputes the prompt per chunk (exact; costs ceil(G / micro_batch_size) - 1 extra
+prompt forwards and backwards per group) so each chunk's graph is freed by its backward. The
+sampler still holds every row's cache at once. Each phase logs its wall time
+(``grpo/time/<phase>``) and peak memory (``grpo/peak_mem_mb/<phase>``, ``scoring.phase``).
 
 On-policy by construction (the bugs TRL and verl fixed): every training-side log-prob (old,
 reference, current) and the entropy are of the distribution the sampler drew from, the allowed
@@ -29,7 +40,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import time
 from contextlib import contextmanager
 
 import torch
@@ -40,8 +50,9 @@ from wm.language.model import (gradient_checkpointing_setting, reference_logits_
 from wm.rl.advantages import frac_zero_std, group_advantages
 from wm.rl.loss import GRPOLossConfig, grpo_loss
 from wm.rollout.distribution import sampling_entropy, sampling_logprobs
-from wm.rollout.forward import grouped_response_logits, response_logits
-from wm.rollout.scoring import sample_and_score
+from wm.rollout.forward import (grouped_response_logits, logits_from_prefix, prompt_prefix,
+                                response_logits)
+from wm.rollout.scoring import phase, row_chunks, sample_and_score
 from wm.stages.checkpointing import PolicyCheckpointMixin
 from wm.stages.dynamic_sampling import refill
 from wm.stages.grpo_settings import GRPOSettings
@@ -113,33 +124,62 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
     def _sum_across_ranks(self, value: torch.Tensor) -> torch.Tensor:
         return self.trainer.strategy.reduce(value.detach().float().clone(), reduce_op="sum")
 
-    def _group_logits(self, model, prompts, tokens, groups):
-        """Logits (n*G, L, V) of the responses of prompt indices ``groups`` (n,) and their rows.
+    def _group_logits(self, model, prompts, tokens, groups, rows):
+        """Logits (n*g, L, V) of the response ``rows`` (n*g,): g rows of each of the prompt
+        indices ``groups`` (n,).
 
-        Shared-prefix forward by default (each prompt runs once for its G responses, exact);
+        Shared-prefix forward by default (each prompt runs once for its g responses, exact);
         ``shared_prefix=false`` runs the plain per-row computation."""
-        G = self.cfg.group_size
-        rows = (groups[:, None] * G + torch.arange(G, device=groups.device)).flatten()  # (n*G,)
+        g = rows.numel() // groups.numel()
         ids, pmask = prompts.ids[groups], prompts.mask[groups]                         # (n, P)
         if self.cfg.shared_prefix:
-            return grouped_response_logits(model, ids, pmask, tokens[rows], G), rows
-        return response_logits(model, ids.repeat_interleave(G, 0), pmask.repeat_interleave(G, 0),
-                               tokens[rows]), rows
+            return grouped_response_logits(model, ids, pmask, tokens[rows], g)
+        return response_logits(model, ids.repeat_interleave(g, 0), pmask.repeat_interleave(g, 0),
+                               tokens[rows])
 
-    def _micro_batches(self, groups: torch.Tensor):
-        """Whole groups per micro-batch: ``micro_batch_size // G`` of them (at least one)."""
-        return groups.split(max(1, self.cfg.micro_batch_size // self.cfg.group_size))
+    def _micro_batches(self, groups: torch.Tensor) -> list:
+        """Micro-batches of at most ``micro_batch_size`` rows as (prompt indices (n,), rows
+        (n*g,), new_prompts): ``micro_batch_size // G`` whole groups when a group fits, else
+        row chunks of one group; ``new_prompts`` is False for a group's later chunks."""
+        G, out = self.cfg.group_size, []
+        for sl, first, g in row_chunks(groups.numel(), G, self.cfg.micro_batch_size):
+            idx = groups[sl]                                                          # (n,)
+            rows = (idx[:, None] * G
+                    + torch.arange(first, first + g, device=groups.device)).flatten()  # (n*g,)
+            out.append((idx, rows, first == 0))
+        return out
 
     @torch.no_grad()
     def _logprobs(self, model, prompts, tokens, mask, ranges) -> torch.Tensor:
         """Log-probs (N, L) of ``tokens`` under ``model``'s sampling distribution (allowed id
-        range, temperature: ``wm.rollout.distribution``), whole groups per micro-batch."""
+        range, temperature: ``wm.rollout.distribution``), per micro-batch; with the shared
+        prefix a group's prompt runs once for all its row chunks."""
         out = torch.zeros(tokens.shape, dtype=torch.float32, device=tokens.device)
-        for groups in self._micro_batches(torch.arange(prompts.ids.shape[0], device=tokens.device)):
-            logits, rows = self._group_logits(model, prompts, tokens, groups)
+        prefix = None
+        for groups, rows, new in self._micro_batches(
+                torch.arange(prompts.ids.shape[0], device=tokens.device)):
+            if not self.cfg.shared_prefix:
+                logits = self._group_logits(model, prompts, tokens, groups, rows)
+            else:
+                pmask = prompts.mask[groups]                                          # (n, P)
+                if new:
+                    prefix = prompt_prefix(model, prompts.ids[groups], pmask)
+                logits = logits_from_prefix(model, *prefix, pmask, tokens[rows],
+                                            rows.numel() // groups.numel())
             out[rows] = sampling_logprobs(logits, tokens[rows], ranges, self.cfg.temperature,
                                           valid=mask[rows])
         return out
+
+    @contextmanager
+    def _gradient_sync(self, sync: bool):
+        """DDP all-reduces gradients in a backward only when ``sync`` (the last micro-batch of
+        an optimizer step; the others accumulate locally under ``no_sync``)."""
+        strategy = self.trainer.strategy
+        if sync or not hasattr(strategy, "block_backward_sync"):
+            yield
+        else:
+            with strategy.block_backward_sync():
+                yield
 
     # ------------------------------------------------------------------------- training
     def training_step(self, batch, batch_idx):
@@ -151,10 +191,12 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
 
         # 1. rollout: G responses per prompt, decoded and scored by the verifiable reward
         times: dict[str, float] = {}
+        peaks: dict[str, float] = {}
         prompts = task.prompts(batch)
         preds, rewards, metrics, rollout = sample_and_score(
             task, self.policy, batch, G, gen, temperature=hp.temperature, top_k=hp.top_k,
-            top_p=hp.top_p, prompts=prompts, cascade=hp.cascade, timings=times)
+            top_p=hp.top_p, prompts=prompts, cascade=hp.cascade, timings=times, peaks=peaks,
+            chunk_rows=hp.micro_batch_size)
         if hp.dynamic_sampling:    # DAPO: swap zero-variance groups for informative ones
             prompts, rollout, rewards, metrics, dyn = refill(self, step, gen, prompts, rollout,
                                                              rewards, metrics)
@@ -181,22 +223,21 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         one_step = hp.skip_old_logp and hp.ppo_epochs == 1 and \
             (hp.mini_batch_size is None or hp.mini_batch_size >= B)
         self.policy.eval()
-        t0 = time.perf_counter()
-        old_logp = None if one_step else self._logprobs(self.policy, prompts, tokens, mask, ranges)
-        t1 = time.perf_counter()
+        with phase("old_logp", times, peaks, self.device):
+            old_logp = None if one_step else self._logprobs(self.policy, prompts, tokens, mask,
+                                                            ranges)
         ref_logp = None
-        if self.loss_cfg.kl_coef > 0:
-            with self._reference_policy() as ref:
-                ref_logp = self._logprobs(ref, prompts, tokens, mask, ranges)
+        with phase("ref_logp", times, peaks, self.device):
+            if self.loss_cfg.kl_coef > 0:
+                with self._reference_policy() as ref:
+                    ref_logp = self._logprobs(ref, prompts, tokens, mask, ranges)
         self.policy.train()
-        times.update(old_logp=t1 - t0, ref_logp=time.perf_counter() - t1)
 
         # 3. PPO epochs over mini-batches of whole groups (advantages are precomputed)
         max_len = self.loss_cfg.max_len or prompts.plan.length   # Dr.GRPO: a constant divisor
-        t0 = time.perf_counter()
-        stats, old_logp = self._update(prompts, tokens, mask, old_logp, ref_logp, adv, gen,
-                                       ranges, max_len)
-        times["update"] = time.perf_counter() - t0
+        with phase("update", times, peaks, self.device):
+            stats, old_logp = self._update(prompts, tokens, mask, old_logp, ref_logp, adv, gen,
+                                           ranges, max_len)
         # |sampler log-prob - recomputed old log-prob|: ~0 when training is on-policy
         diff = (sampled_logp.to(old_logp) - old_logp).abs()[mask]
         logp_diff = (diff.mean(), diff.max()) if diff.numel() else (diff.new_zeros(()),) * 2
@@ -211,8 +252,10 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         self.log("grpo/logp_diff/max", logp_diff[1], sync_dist=True, reduce_fx="max")
         self.log("grpo/rollout_tokens_per_s",
                  float(rollout.mask.numel()) / max(times["sample"], 1e-9))
-        for phase, seconds in times.items():     # rank-local wall time of each phase
-            self.log(f"grpo/time/{phase}", seconds)
+        for name, seconds in times.items():      # rank-local wall time of each phase
+            self.log(f"grpo/time/{name}", seconds)
+        for name, mb in peaks.items():           # rank-local peak memory of each phase
+            self.log(f"grpo/peak_mem_mb/{name}", mb)
         self.log("grpo/response_tokens", n_tok / max(self.trainer.world_size, 1))
         for k, v in stats.items():
             self.log(f"grpo/{k}", v, sync_dist=True, prog_bar=k in ("kl", "grad_norm"))
@@ -243,8 +286,9 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
                 g_seq = self._sum_across_ranks((mask[step_rows].sum(1) > 0).sum()).clamp(min=1)
                 opt.zero_grad()
                 step_stats: dict[str, torch.Tensor] = {}
-                for groups in self._micro_batches(step_groups):
-                    logits, mb = self._group_logits(self.policy, prompts, tokens, groups)
+                micro = self._micro_batches(step_groups)
+                for i, (groups, mb, _) in enumerate(micro):
+                    logits = self._group_logits(self.policy, prompts, tokens, groups, mb)
                     T = hp.temperature
                     logp = sampling_logprobs(logits, tokens[mb], ranges, T, valid=mask[mb])
                     if old_logp is None:
@@ -257,7 +301,8 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
                         global_tokens=g_tok, global_seqs=g_seq, max_len=max_len)
                     # DDP averages gradients over ranks; the loss is already normalized by the
                     # global count, so scale by world size to get the global mean gradient.
-                    self.manual_backward(loss * world)
+                    with self._gradient_sync(i == len(micro) - 1):
+                        self.manual_backward(loss * world)
                     for k, v in st.items():       # stats are globally normalized: summable
                         step_stats[k] = step_stats.get(k, 0.0) + v.detach() * world
                 params = [p for p in self.policy.parameters() if p.requires_grad]

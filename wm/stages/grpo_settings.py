@@ -23,9 +23,10 @@ class GRPOSettings:
     mini_batch_size: int | None = None
     """Prompts per optimizer step; null = the whole rollout batch (reference: 32 of 128)."""
     micro_batch_size: int = 16
-    """Responses per forward/backward pass: a memory knob, the maths is unchanged. Micro-batches
-    hold whole groups (the prompt runs once per group): rounded down to a multiple of
-    group_size, at least one group."""
+    """Responses per forward/backward pass and per decode/score call: a memory knob, the maths
+    is unchanged. At least group_size: micro_batch_size // group_size whole groups (the prompt
+    runs once per group); smaller: row chunks of one group (the update reruns the prompt per
+    chunk)."""
     ppo_epochs: int = 1
     """Passes over each rollout batch (reference: 1)."""
     temperature: float = 1.0
