@@ -13,13 +13,16 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from wm.cli.config_check import check_choices, check_override_types, one_line_errors
+from wm.cli.config_check import (check_added_keys, check_choices, check_override_types,
+                                  one_line_errors)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
     with one_line_errors():
-        check_override_types(cfg, HydraConfig.get().overrides.task, "eval")
+        overrides = HydraConfig.get().overrides.task
+        check_override_types(cfg, overrides, "eval")
+        check_added_keys(cfg, overrides, "eval")
         check_choices(cfg)
         from wm.cli.evaluate import evaluate
 

@@ -7,20 +7,24 @@
 
 Configs live in conf/ (see README "Configuration"). Heavy libraries are imported lazily so
 ``--help`` and config errors are fast. A config error is one line naming the option
-(wm/cli/config_check.py; HYDRA_FULL_ERROR=1 shows the traceback).
+(wm/cli/config_check.py; HYDRA_FULL_ERROR=1 shows the traceback), as is an appended
+``+key=...`` that nothing reads.
 """
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from wm.cli.config_check import check_choices, check_override_types, one_line_errors
+from wm.cli.config_check import (check_added_keys, check_choices, check_override_types,
+                                  one_line_errors)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     with one_line_errors():
-        check_override_types(cfg, HydraConfig.get().overrides.task, "train")
+        overrides = HydraConfig.get().overrides.task
+        check_override_types(cfg, overrides, "train")
+        check_added_keys(cfg, overrides, "train")
         check_choices(cfg)
         runner = instantiate(cfg.stage.runner)
         runner(cfg)

@@ -15,6 +15,19 @@ errors raised while building objects from the config.
 
 - :func:`check_choices`: an option with a fixed set of values (``data.task.decoding``, ...)
   outside that set is refused before any run folder or checkpoint is looked at.
+- :func:`check_added_keys`: an appended key (``+stage.max_step=10``) that nothing reads is
+  refused with the nearest valid option. A key is read when it is an argument of the object its
+  node builds (the ``_target_``'s signature, or the dataclass of one that takes ``**kwargs``:
+  :data:`KWARGS_SCHEMAS`), lies inside such an argument's value (a mapping such as
+  ``data.task.reward.weights``), adds an object (``+callbacks.x._target_=...``), or is named by
+  an interpolation of the config (``${oc.select:stage.batch_size,16}``). Every option of the
+  stage modules is listed in ``conf/stage/*.yaml`` (tests/test_config_options.py keeps the YAML
+  equal to the code), so options never need ``+``.
+
+Why not Hydra structured configs (ConfigStore schemas): a schema must be registered in Python
+before every compose (tests and notebooks compose ``conf/`` directly), and typed nodes reject
+``stage.module.group_size=lots`` inside composition with a multi-line error instead of the
+one-line message above.
 
 Light on purpose (no torch/lightning at import): train.py calls it before anything heavy.
 """
@@ -175,3 +188,134 @@ def _user_facing(err: BaseException) -> bool:
         if cls is not None:
             kinds.append(cls)
     return isinstance(err, tuple(kinds))
+
+
+#: ``_target_``s that take their options as ``**kwargs`` -> the dataclass that defines them
+KWARGS_SCHEMAS = {"wm.stages.grpo.GRPOModule": "wm.stages.grpo_settings:GRPOSettings"}
+#: keys Hydra itself reads in a node that builds an object
+HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
+
+
+def target_options(target: str) -> dict | None:
+    """``{option: default}`` the ``_target_`` callable takes (``inspect.Parameter.empty`` when
+    required); a ``**kwargs`` callable adds its :data:`KWARGS_SCHEMAS` dataclass' fields. None:
+    any keyword (``**kwargs`` without a schema) or not importable here (not judged)."""
+    import dataclasses
+    import importlib
+    import inspect
+
+    from hydra.utils import get_object
+
+    try:
+        params = inspect.signature(get_object(target)).parameters.values()
+    except Exception:  # noqa: BLE001 (Hydra reports an unimportable target itself)
+        return None
+    options = {p.name: p.default for p in params
+               if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        if target not in KWARGS_SCHEMAS:
+            return None
+        module, name = KWARGS_SCHEMAS[target].split(":")
+        schema = getattr(importlib.import_module(module), name)
+        options.update({f.name: f.default for f in dataclasses.fields(schema)})
+    return options
+
+
+def _interpolated_keys(cfg) -> set[str]:
+    """Absolute keys named by the config's interpolations (``${a.b}``, ``${oc.select:a.b,x}``)."""
+    import re
+
+    from omegaconf import OmegaConf
+
+    keys: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+        elif isinstance(node, str) and "${" in node:
+            keys.update(re.findall(r"\$\{(?:oc\.select:)?([A-Za-z_][\w.]*)", node))
+
+    walk(OmegaConf.to_container(cfg, resolve=False))
+    return keys
+
+
+def _nearest(name: str, candidates, prefix: str) -> str:
+    """``did you mean <prefix>.<closest>?``, or the valid options when none is close."""
+    import difflib
+
+    names = sorted(c for c in candidates if not c.startswith("_"))
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    dot = f"{prefix}." if prefix else ""
+    if close:
+        return f"did you mean {dot}{close[0]}?"
+    shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+    return f"its options: {shown}" if names else "it has no options"
+
+
+def _unread(cfg, key: str, added: set[str]) -> str | None:
+    """Why nothing reads the appended ``key`` (the message's tail), or None when something does."""
+    from omegaconf import DictConfig, OmegaConf
+
+    parts = key.split(".")
+    if parts[-1] in HYDRA_KEYS:
+        return None                                 # adds an object, or a Hydra flag
+    for depth in range(len(parts) - 1, -1, -1):
+        node = OmegaConf.select(cfg, ".".join(parts[:depth])) if depth else cfg
+        if isinstance(node, DictConfig) and "_target_" in node:
+            if depth < len(parts) - 1:
+                return None                         # inside an argument's value (a mapping)
+            options = target_options(str(node._target_))
+            if options is None or parts[-1] in options:
+                return None
+            return (f"{node._target_} takes no option {parts[-1]}; "
+                    + _nearest(parts[-1], options, ".".join(parts[:-1])))
+    if key in _interpolated_keys(cfg):
+        return None
+    # a plain settings node, read by code: its options are the keys it had before the append
+    for depth in range(len(parts) - 1, -1, -1):
+        prefix = ".".join(parts[:depth])
+        node = OmegaConf.select(cfg, prefix) if depth else cfg
+        existing = [k for k in node if f"{prefix}.{k}".lstrip(".") not in added
+                    and not any(a.startswith(f"{prefix}.{k}.".lstrip(".")) for a in added)] \
+            if isinstance(node, DictConfig) else []
+        if existing or depth == 0:
+            group = cfg.get(parts[0]) if depth and _is_group(parts[0]) else None
+            name = group.get("name") if isinstance(group, DictConfig) else None
+            where = f"{parts[0]}={name}" if isinstance(name, str) else "the config"
+            return (f"nothing reads {key} ({where} has no option "
+                    f"{'.'.join(parts[:depth + 1])}); " + _nearest(parts[depth], existing, prefix))
+    return None
+
+
+def check_added_keys(cfg, overrides: list[str], config_name: str) -> None:
+    """Refuse an appended ``+key=value`` (or ``++key=value`` of a new key) that nothing reads,
+    naming the nearest valid option (module docstring). Needs Hydra's global state for ``++``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    added = [o for o in parsed if (o.is_add() or o.is_force_add())
+             and not _is_group(o.key_or_group) and not o.key_or_group.startswith("hydra.")]
+    if any(o.is_force_add() for o in added):
+        from hydra import compose
+
+        try:
+            base = compose(config_name=config_name,
+                           overrides=[o.input_line for o in parsed if _is_group(o.key_or_group)])
+        except Exception:  # noqa: BLE001 (the run itself reports a config that does not compose)
+            base = None
+        added = [o for o in added if not o.is_force_add() or base is None or
+                 OmegaConf.select(base, o.key_or_group, default=_ABSENT,
+                                  throw_on_missing=False) is _ABSENT]
+    keys = {o.key_or_group for o in added}
+    for o in added:
+        why = _unread(cfg, o.key_or_group, keys)
+        if why:
+            raise ConfigValueError(f"{o.input_line}: {why}")
+
+
+_ABSENT = object()

@@ -4,7 +4,12 @@
 ``GRPOModule`` builds a :class:`GRPOSettings` from them, so an unknown or bad setting fails here
 with a message that names the option and how to fix it. ``settings_table()`` renders the field
 docs as the table in ``docs/stages.md`` (a test keeps the two equal). The loss options are a
-separate dataclass, ``wm.rl.loss.GRPOLossConfig`` (``stage.module.loss.*``).
+separate dataclass, ``wm.rl.loss.GRPOLossConfig`` (``stage.module.loss.*``), rendered the same way.
+
+The dataclasses are the one source of truth: ``conf/stage/grpo.yaml`` lists every field with its
+default (a quickstart size that differs says ``# code default: <value>`` on its line), so every
+option is settable without ``+``; tests/test_config_options.py fails when the YAML, the docs and
+the fields disagree.
 """
 from __future__ import annotations
 
@@ -121,10 +126,10 @@ def field_docs(cls=GRPOSettings) -> dict[str, str]:
     return docs
 
 
-def settings_table(cls=GRPOSettings) -> str:
-    """Markdown table of the fields: option, default, meaning."""
+def settings_table(cls=GRPOSettings, prefix: str = "stage.module") -> str:
+    """Markdown table of the fields: option (under ``prefix``), default, meaning."""
     docs = field_docs(cls)
-    rows = ["| option (`stage.module.*`) | default | meaning |", "|---|---|---|"]
+    rows = [f"| option (`{prefix}.*`) | default | meaning |", "|---|---|---|"]
     for f in dataclasses.fields(cls):
         default = "null" if f.default is None else str(f.default).lower() \
             if isinstance(f.default, bool) else f.default
