@@ -107,3 +107,92 @@ def test_bad_config_messages():
         VideoReward({"mae": 1.0}, repetition_penalty=1.0)(pred, target)
     with pytest.raises(ValueError, match="same shape"):
         mae(pred, target[:, :2])
+
+
+# ---------------------------------------------------- issue #27: each true frame's features once
+def _grouped(B=3, G=4, T=2, size=24, seed=0):
+    """GRPO's layout: B truths (B, T, 3, h, w) repeated G times, G noisy samples of each."""
+    gen = torch.Generator().manual_seed(seed)
+    truth = torch.rand(B, T, 3, size, size, generator=gen)
+    target = truth.repeat_interleave(G, dim=0)                          # (B*G, T, 3, h, w)
+    pred = (target + 0.2 * torch.randn(target.shape, generator=gen)).clamp(0, 1)
+    return pred, target
+
+
+@pytest.fixture(scope="module")
+def alex():
+    from wm.vision.perceptual import Perceptual
+
+    return Perceptual(backend="stlpips", net="alex")
+
+
+def _count_feature_frames(monkeypatch, perceptual) -> list[int]:
+    """Batch sizes of every pass through the network's feature stack."""
+    seen, inner = [], perceptual.net.features
+
+    def counting(x):
+        seen.append(x.shape[0])
+        return inner(x)
+
+    monkeypatch.setattr(perceptual.net, "features", counting)
+    return seen
+
+
+@pytest.mark.parametrize("chunk", [256, 5, 3])
+def test_perceptual_reward_computes_each_truth_once_and_is_exact(alex, monkeypatch, chunk):
+    """GRPO scores G samples against one true frame: the truth's ST-LPIPS features are computed
+    once per distinct target (B*T of them), not once per sample (B*G*T), and the distances equal
+    the per-pair computation's (1e-6), whatever the chunking."""
+    from wm.rewards.frame_metrics import lpips
+
+    B, G, T = 3, 4, 2
+    pred, target = _grouped(B, G, T)
+    flat = (-1, 3, *pred.shape[-2:])
+    with torch.no_grad():
+        pairs = alex(pred.reshape(flat), target.reshape(flat)).reshape(B * G, T)
+    seen = _count_feature_frames(monkeypatch, alex)
+    got = frame_metrics(pred, target, perceptual=alex, names=("lpips",), chunk_frames=chunk)
+    torch.testing.assert_close(got["lpips"], pairs, rtol=0, atol=1e-6)
+    assert sum(seen) == B * G * T + B * T          # every sample once, every truth once
+    assert max(seen) <= max(chunk, 1)
+    reward = VideoReward({"mae": 1.0, "lpips": 1.0}, chunk_frames=chunk)
+    torch.testing.assert_close(reward(pred, target, perceptual=alex)["reward"],
+                               -(mae(pred, target) + pairs).mean(1), rtol=0, atol=1e-6)
+    seen.clear()
+    direct = lpips(pred, target, alex)                             # (B*G, T), one chunk
+    torch.testing.assert_close(direct, pairs, rtol=0, atol=1e-6)
+    assert sorted(seen) == [B * T, B * G * T]
+
+
+def test_distinct_frames_groups_equal_frames_wherever_they_are():
+    from wm.rewards.frame_metrics import distinct_frames
+
+    gen = torch.Generator().manual_seed(1)
+    base = torch.rand(4, 3, 8, 8, generator=gen)
+    order = torch.tensor([2, 0, 2, 3, 1, 0, 2, 3, 3])                  # repeats apart
+    frames = base[order]
+    distinct, index = distinct_frames(frames)
+    assert distinct.shape == (4, 3, 8, 8) and index.shape == (9,)
+    assert torch.equal(distinct[index], frames)
+    near = frames.clone()
+    near[3, 0, 0, 0] += 1e-6                        # one copy of base[3] differs: its own
+    distinct, index = distinct_frames(near)
+    assert len(distinct) == 5 and torch.equal(distinct[index], near)
+
+
+def test_distinct_frames_survives_a_key_collision(monkeypatch):
+    """Frames whose grouping keys collide are told apart by the exact check."""
+    from wm.rewards import frame_metrics as fm
+
+    frames = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    frames[3] = frames[0]
+    real_unique = torch.unique
+
+    def colliding(x, *a, **k):                                        # every key the same
+        if x.ndim == 1:
+            return real_unique(torch.zeros_like(x), *a, **k)
+        return real_unique(x, *a, **k)
+
+    monkeypatch.setattr(fm.torch, "unique", colliding)
+    distinct, index = fm.distinct_frames(frames)
+    assert len(distinct) == 5 and torch.equal(distinct[index], frames)

@@ -98,3 +98,79 @@ def test_build_perceptual_none_and_bad_options():
         Perceptual(backend="alex")
     with pytest.raises(ValueError, match="only 'vgg'"):
         Perceptual(backend="native", net="alex", allow_random_backbone=True)
+
+
+# ------------------------------------------------------- issue #27: bf16 / channels_last option
+#: largest |bf16 - fp32| ST-LPIPS distance allowed on PushT 64x64 frames (docs/metrics.md,
+#: "Perceptual precision": measured 7e-4 (AlexNet), 4e-3 (VGG) by bench/bench_perceptual.py)
+BF16_TOLERANCE = {"alex": 2e-3, "vgg": 8e-3}
+
+
+@pytest.fixture(scope="module")
+def pusht_frames():
+    """3 PushT prompts x 8 samples around the true next frame (bench_perceptual's frames)."""
+    pytest.importorskip("gym_pusht")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.bench_perceptual import pusht_groups
+
+    return pusht_groups(prompts=3, group=8, size=64)
+
+
+@pytest.mark.parametrize("net", ["alex", "vgg"])
+def test_bf16_channels_last_stays_within_its_tolerance_on_pusht(pusht_frames, net):
+    from wm.rewards.frame_metrics import lpips
+
+    pred, target = pusht_frames
+    fp32 = Perceptual(backend="stlpips", net=net)
+    bf16 = build_perceptual(backend="stlpips", net=net, dtype="bf16")
+    conv = bf16.net.net.slice1[0].weight
+    assert conv.dtype == torch.bfloat16 and conv.is_contiguous(memory_format=torch.channels_last)
+    assert bf16.net.lin0.model[1].weight.dtype == torch.float32       # heads stay float32
+    assert "bf16 channels_last" in bf16.description
+    with torch.no_grad():
+        exact, fast = lpips(pred, target, fp32), lpips(pred, target, bf16)
+    assert fast.dtype == torch.float32
+    assert (fast - exact).abs().max() <= BF16_TOLERANCE[net]
+    assert (fast - exact).abs().max() > 0                                # it is another path
+    assert fp32.net.net.slice1[0].weight.dtype == torch.float32          # default: exact
+    x = pred[:2].clone().requires_grad_(True)                           # still a loss
+    bf16(x, target[:2]).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_bf16_native_backend_and_refusals(monkeypatch):
+    torch.manual_seed(0)
+    fp32 = Perceptual(backend="native", allow_random_backbone=True)
+    bf16 = Perceptual(backend="native", allow_random_backbone=True, dtype="bf16")
+    bf16.load_state_dict(fp32.state_dict())                             # same weights, cast
+    assert bf16.net.features[0].weight.dtype == torch.bfloat16
+    a, b = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(bf16(a, b), fp32(a, b), rtol=0.05, atol=2e-3)
+    with pytest.raises(ValueError, match="data.task.perceptual.dtype"):
+        Perceptual(backend="native", allow_random_backbone=True, dtype="fp16")
+    monkeypatch.setattr(Perceptual, "_build_lpips", staticmethod(lambda net: torch.nn.Identity()))
+    with pytest.raises(ValueError, match="backend 'stlpips' or 'native'"):
+        Perceptual(backend="lpips", dtype="bf16")
+
+
+def test_target_features_reuse_matches_pairs_for_every_backend(monkeypatch):
+    """``distance_to_features`` equals the pair call (the lpips package's net gets the frames)."""
+    torch.manual_seed(0)
+    native = Perceptual(backend="native", allow_random_backbone=True)
+    targets = torch.rand(2, 3, 32, 32)
+    index = torch.tensor([1, 0, 1, 1])
+    pred = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        got = native.distance_to_features(pred, native.target_features(targets), index)
+        torch.testing.assert_close(got, native(pred, targets[index]), rtol=0, atol=1e-6)
+    pairs = []
+    fake = Perceptual.__new__(Perceptual)
+    torch.nn.Module.__init__(fake)
+    fake.backend = "lpips"
+    fake.net = lambda a, b: pairs.append(len(a)) or (a - b).abs().flatten(1).mean(1)
+    got = fake.distance_to_features(pred, fake.target_features(targets), index)
+    torch.testing.assert_close(got, 2 * (pred - targets[index]).abs().flatten(1).mean(1))
+    assert pairs == [4]

@@ -14,7 +14,8 @@ are not clamped; the reference clamps before scoring).
                    windows (the paper's evaluator, ``piqa.SSIM`` without padding) |
 | ssim_padded | higher | the same, averaged over reflect-padded windows (torchmetrics' mean) |
 | lpips | lower  | a perceptual callable ``fn(pred, target) -> (B,)`` on [0, 1] frames
-                   (``wm.vision.perceptual.Perceptual``: VGG LPIPS, scales to [-1, 1] itself) |
+                   (``wm.vision.perceptual.Perceptual``: VGG LPIPS, scales to [-1, 1] itself);
+                   each distinct true frame's features are computed once (``lpips``) |
 
 Departure: PSNR is capped at 100 dB so that an exact prediction gives a finite reward (the
 group advantage would be NaN with +inf).
@@ -27,7 +28,7 @@ import torch
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 __all__ = ["METRIC_SIGN", "FRAME_METRICS", "DEFAULT_METRICS", "mae", "mse", "psnr", "ssim",
-           "ssim_padded", "lpips", "frame_metrics"]
+           "ssim_padded", "lpips", "distinct_frames", "frame_metrics"]
 
 Perceptual = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 PSNR_MAX_DB = 100.0
@@ -107,18 +108,69 @@ def ssim_padded(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ssim(pred, target, window="padded")
 
 
-def lpips(pred: torch.Tensor, target: torch.Tensor, perceptual: Perceptual) -> torch.Tensor:
+def lpips(pred: torch.Tensor, target: torch.Tensor, perceptual: Perceptual,
+          chunk_frames: int | None = None) -> torch.Tensor:
     """Perceptual distance per frame with ``perceptual(pred, target) -> (M,)`` on [0, 1] frames.
 
     (B[, T], 3, H, W) -> (B[, T]). Lower is better. The callable owns its input scaling (the
     reference scales to [-1, 1] for VGG LPIPS, as ``wm.vision.perceptual.Perceptual`` does).
+    A module with ``target_features`` / ``distance_to_features`` (``Perceptual``) computes each
+    distinct true frame's features once (GRPO scores G samples against one truth), predictions
+    ``chunk_frames`` at a time (None: all at once); any other callable gets the frame pairs.
     """
     if perceptual is None:
         raise ValueError("lpips needs a perceptual module fn(pred, target) -> (B,), e.g. "
                          "wm.vision.perceptual.build_perceptual(); none was given")
     x, y, lead = _flatten_frames(pred, target)
-    out = perceptual(x, y)
-    return out.reshape(-1).float().reshape(lead)
+    if len(x) == 0:
+        return x.new_zeros(lead)
+    chunk = chunk_frames or len(x)
+    if not hasattr(perceptual, "distance_to_features"):
+        out = torch.cat([perceptual(xc, yc).reshape(-1) for xc, yc in
+                         zip(x.split(chunk), y.split(chunk))])
+        return out.float().reshape(lead)
+    targets, index = distinct_frames(y)                                  # (K, 3, H, W), (M,)
+    out = x.new_zeros(len(x))
+    for k0, k1, rows in _target_runs(index, chunk):
+        feats = perceptual.target_features(targets[k0:k1])               # once per true frame
+        for r in rows.split(chunk):
+            out[r] = perceptual.distance_to_features(x[r], feats, index[r] - k0).float()
+    return out.reshape(lead)
+
+
+def distinct_frames(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M, 3, H, W) -> (distinct frames (K, 3, H, W), index (M,) int64) with
+    ``frames == distinct[index]`` exactly. Frames are grouped by a per-row weighted sum and the
+    grouping is checked element by element (a collision falls back to ``torch.unique``)."""
+    flat = frames.reshape(len(frames), -1)                               # (M, D)
+    gen = torch.Generator().manual_seed(0)
+    w = torch.rand(flat.shape[1], generator=gen).to(flat.device, flat.dtype) + 0.5   # (D,)
+    keys = torch.cat([(rows * w).sum(1) for rows in flat.split(256)])   # (M,)
+    _, index = torch.unique(keys, return_inverse=True)                   # (M,) in [0, K)
+    first = torch.full((int(index.max()) + 1,), len(flat), device=flat.device)
+    first = first.scatter_reduce(0, index, torch.arange(len(flat), device=flat.device), "amin")
+    same = all(torch.equal(rows, flat[first[i]]) for rows, i in
+               zip(flat.split(256), index.split(256)))
+    if not same:                                                          # a key collision
+        _, index = torch.unique(flat, dim=0, return_inverse=True)
+        first = torch.full((int(index.max()) + 1,), len(flat), device=flat.device)
+        first = first.scatter_reduce(0, index, torch.arange(len(flat), device=flat.device),
+                                     "amin")
+    return frames[first], index
+
+
+def _target_runs(index: torch.Tensor, chunk: int):
+    """Consecutive target ids [k0, k1) whose predictions number at most ``chunk`` (one target
+    may have more; its rows are split by the caller) -> (k0, k1, rows (n,) int64) per run."""
+    order = torch.argsort(index, stable=True)                            # rows grouped by target
+    counts = torch.bincount(index).tolist()                              # (K,)
+    k0, start, n = 0, 0, 0
+    for k, c in enumerate(counts):
+        if n and n + c > chunk:
+            yield k0, k, order[start:start + n]
+            k0, start, n = k, start + n, 0
+        n += c
+    yield k0, len(counts), order[start:start + n]
 
 
 FRAME_METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
@@ -148,10 +200,12 @@ def frame_metrics(pred: torch.Tensor, target: torch.Tensor, perceptual: Perceptu
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
     x, y, lead = _flatten_frames(pred, target)  # (M, 3, H, W), M = B*T
     x = x.clamp(0.0, 1.0)
-    out: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    out: dict[str, list[torch.Tensor]] = {n: [] for n in names if n != "lpips"}
     with torch.no_grad():
         for xc, yc in zip(x.split(chunk_frames), y.split(chunk_frames)):
-            for n in names:
-                out[n].append(lpips(xc, yc, perceptual) if n == "lpips"
-                              else FRAME_METRICS[n](xc, yc))  # (m,)
-    return {n: torch.cat(v).reshape(lead) for n, v in out.items()}
+            for n in out:
+                out[n].append(FRAME_METRICS[n](xc, yc))  # (m,)
+        done = {n: torch.cat(v).reshape(lead) for n, v in out.items()}
+        if "lpips" in names:     # each distinct true frame's features once (see ``lpips``)
+            done["lpips"] = lpips(x, y, perceptual, chunk_frames=chunk_frames).reshape(lead)
+    return {n: done[n] for n in names}

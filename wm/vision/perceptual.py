@@ -39,6 +39,17 @@ need the lpips package (or ``backend="stlpips", net="alex"`` for the shift-toler
 
 The module is frozen: eval mode and ``requires_grad_(False)`` on its parameters; gradients still
 flow to the *inputs*, which is what a perceptual training loss needs.
+
+Feature reuse (issue #27): ``target_features(targets)`` computes the unit-length features of K
+true frames once and ``distance_to_features(pred, features, index)`` compares M predictions with
+them, equal to the pair call; ``wm.rewards.frame_metrics.lpips`` uses it, so GRPO's G samples of
+a prompt share one pass of its true frame (the lpips package's network gets pairs, as before).
+
+Precision (``dtype``): ``"fp32"`` (default, exact) or ``"bf16"``: the backbone's weights and
+activations in bfloat16 and channels_last (ours, for speed; stlpips and native backends only),
+the scaling, unit normalisation and heads in float32. On PushT 64x64 frames it moves ST-LPIPS
+distances by up to ~7e-4 (AlexNet) / ~4e-3 (VGG), the tolerance tested being 2e-3 / 8e-3
+(docs/metrics.md, "Perceptual precision"; ``bench/bench_perceptual.py``).
 """
 from __future__ import annotations
 
@@ -50,11 +61,13 @@ import torch
 from torch import nn
 
 from wm.vision.stlpips import NET_NAMES as STLPIPS_NET_NAMES
-from wm.vision.stlpips import STLPIPS
+from wm.vision.stlpips import STLPIPS, memory_format_of
 
 log = logging.getLogger(__name__)
 
 VGG16_TORCHVISION_FILE = "vgg16-397923af.pth"
+#: ``Perceptual(dtype=...)``: the backbone's compute dtype (module docstring, "Precision")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # torchvision vgg16 "D" configuration: numbers are conv widths, "M" a 2x2 max-pool
 _VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
               512, 512, 512, "M", 512, 512, 512, "M")
@@ -134,6 +147,10 @@ class NativeLPIPS(nn.Module):
             head.weight.data.copy_(state[key])
 
     def _taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        weight = self.features[0].weight      # the backbone's dtype and layout (set_compute)
+        fmt = memory_format_of(weight)
+        if x.dtype != weight.dtype or fmt == torch.channels_last:
+            x = x.to(weight.dtype).contiguous(memory_format=fmt)
         out = []
         for i, layer in enumerate(self.features[: _TAPS[-1] + 1]):
             x = layer(x)
@@ -141,15 +158,28 @@ class NativeLPIPS(nn.Module):
                 out.append(x)
         return out
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        fa = self._taps((a - self.shift) / self.scale)
-        fb = self._taps((b - self.shift) / self.scale)
-        total = a.new_zeros(a.shape[0])
+    def set_compute(self, dtype: torch.dtype = torch.float32, channels_last: bool = False
+                    ) -> "NativeLPIPS":
+        """Run the VGG16 backbone in ``dtype`` / memory format (heads stay float32)."""
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.features.to(dtype=dtype, memory_format=fmt)
+        return self
+
+    def unit_features(self, a: torch.Tensor) -> list[torch.Tensor]:
+        """(B,3,H,W) in [-1, 1] -> the five taps, float32, unit length over channels."""
+        taps = self._taps((a - self.shift) / self.scale)
+        return [x.float() / (x.float().pow(2).sum(1, keepdim=True).sqrt() + 1e-10) for x in taps]
+
+    def compare(self, fa: list[torch.Tensor], fb: list[torch.Tensor]) -> torch.Tensor:
+        """``unit_features`` of two batches of one size -> (B,) distances."""
+        total = fa[0].new_zeros(fa[0].shape[0])
         for head, xa, xb in zip(self.heads, fa, fb):
-            xa = xa / (xa.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)  # unit length over channels
-            xb = xb / (xb.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
             total = total + head((xa - xb).pow(2)).mean(dim=(1, 2, 3))  # (B,1,h,w) -> (B,)
         return total
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.compare(self.unit_features(a), self.unit_features(b))
+
 
 
 class Perceptual(nn.Module):
@@ -163,14 +193,21 @@ class Perceptual(nn.Module):
             smoke runs); a warning is logged once. Ignored by stlpips (always trained).
         head_weights: native only: path to lpips' ``weights/v0.1/vgg.pth`` if the lpips
             package is not installed.
+        dtype: ``"fp32"`` (default, exact) or ``"bf16"``: the backbone's weights and activations
+            in bfloat16 and channels_last (the input scaling, unit normalisation and heads stay
+            float32); backends stlpips and native (module docstring, "Precision").
     """
 
     def __init__(self, backend: str = "auto", net: str = "vgg", backbone_weights: str | None = None,
-                 allow_random_backbone: bool = False, head_weights: str | None = None):
+                 allow_random_backbone: bool = False, head_weights: str | None = None,
+                 dtype: str = "fp32"):
         super().__init__()
         if backend not in ("auto", "lpips", "native", "stlpips"):
             raise ValueError(f"perceptual backend={backend!r}: choose 'auto', 'lpips', 'native', "
                              "'stlpips' (or 'none' in build_perceptual)")
+        if dtype not in DTYPES:
+            raise ValueError(f"perceptual dtype={dtype!r}: choose one of {sorted(DTYPES)} "
+                             "(data.task.perceptual.dtype)")
         if backend == "auto":
             backend = "lpips" if _lpips_importable() else "native"
         self.backend = backend
@@ -187,6 +224,14 @@ class Perceptual(nn.Module):
         else:
             self.net, self.description = self._build_native(
                 net, backbone_weights, allow_random_backbone, head_weights)
+        self.compute_dtype = dtype
+        if dtype != "fp32":
+            if backend == "lpips":
+                raise ValueError(f"perceptual dtype={dtype!r} needs backend 'stlpips' or 'native' "
+                                 "(the lpips package's network runs in float32): drop "
+                                 "data.task.perceptual.dtype or change the backend")
+            self.net.set_compute(DTYPES[dtype], channels_last=True)
+            self.description += f", backbone in {dtype} channels_last"
         self.eval()
         self.requires_grad_(False)
 
@@ -258,6 +303,31 @@ class Perceptual(nn.Module):
             return self.net(pred, target)  # STLPIPS takes [0,1] and scales itself
         a, b = pred * 2.0 - 1.0, target * 2.0 - 1.0  # [0,1] -> [-1,1]
         return self.net(a, b).reshape(pred.shape[0])  # lpips returns (B,1,1,1)
+
+    def target_features(self, targets: torch.Tensor) -> list[torch.Tensor]:
+        """Distinct true frames (K,3,H,W) in [0, 1] -> what ``distance_to_features`` compares
+        predictions with: their unit-length taps (stlpips, native), computed once however many
+        samples are scored against them; the frames themselves for the lpips package."""
+        if targets.ndim != 4 or targets.shape[1] != 3:
+            raise ValueError(f"Perceptual expects (K,3,H,W) target frames, got "
+                             f"{tuple(targets.shape)}")
+        if self.backend == "lpips":
+            return [targets]
+        return self.net.unit_features(self._net_input(targets))
+
+    def distance_to_features(self, pred: torch.Tensor, features: list[torch.Tensor],
+                             index: torch.Tensor) -> torch.Tensor:
+        """pred (M,3,H,W) in [0, 1]; ``features`` of K targets (``target_features``); index
+        (M,) int64 in [0, K): the distance of pred[i] to target index[i] -> (M,). Equal to
+        ``self(pred, targets[index])`` (up to float rounding of the batch sizes)."""
+        if self.backend == "lpips":
+            return self(pred, features[0][index])
+        fx = self.net.unit_features(self._net_input(pred))
+        return self.net.compare(fx, [f.index_select(0, index) for f in features])
+
+    def _net_input(self, frames: torch.Tensor) -> torch.Tensor:
+        """[0, 1] frames -> what the network takes (ST-LPIPS scales itself, VGG LPIPS [-1, 1])."""
+        return frames if self.backend == "stlpips" else frames * 2.0 - 1.0
 
 
 def _lpips_importable() -> bool:

@@ -35,6 +35,9 @@ Output: (B,) distances, 0 for identical inputs. Minimum input size: 18x18 (vgg),
 below it a reflection pad would exceed its feature map (checked, with a clear error).
 
 The module is frozen (eval mode, ``requires_grad_(False)``); gradients still flow to the inputs.
+``unit_features`` / ``compare`` split ``forward`` so that a true frame's features serve all the
+samples scored against it (``wm.vision.perceptual``); ``set_compute`` runs the backbone in
+bfloat16 / channels_last (``Perceptual(dtype="bf16")``, ours, not in the wheel).
 """
 from __future__ import annotations
 
@@ -196,27 +199,60 @@ class STLPIPS(nn.Module):
         return super().train(False)  # always eval
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The five tapped feature maps of ``x`` already scaled to [-1, 1]."""
+        """The five tapped feature maps of ``x`` already scaled to [-1, 1]; they come out in the
+        backbone's dtype (``x`` is cast to it and to its memory format: ``set_compute``)."""
         h = self.scaling_layer(x)
+        weight, fmt = self.net.slice1[0].weight, memory_format_of(self.net.slice1[0].weight)
+        if h.dtype != weight.dtype or fmt == torch.channels_last:
+            h = h.to(weight.dtype).contiguous(memory_format=fmt)
         taps = []
         for k in range(1, self.n_taps + 1):
             h = getattr(self.net, f"slice{k}")(h)
             taps.append(h)
         return taps
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError("STLPIPS expects two (B,3,H,W) tensors of one shape, got "
-                             f"{tuple(x.shape)} and {tuple(y.shape)}")
+    def set_compute(self, dtype: torch.dtype = torch.float32, channels_last: bool = False
+                    ) -> "STLPIPS":
+        """Run the backbone in ``dtype`` and memory format (the scaling layer, the unit
+        normalisation and the linear heads stay float32); ``wm.vision.perceptual`` measures it."""
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.net.to(dtype=dtype, memory_format=fmt)
+        return self
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"STLPIPS expects (B,3,H,W) frames, got {tuple(x.shape)}")
         if min(x.shape[-2:]) < MIN_SIZE[self.net_name]:
             raise ValueError(f"STLPIPS({self.net_name}) needs frames of at least "
                              f"{MIN_SIZE[self.net_name]}x{MIN_SIZE[self.net_name]}, got "
                              f"{tuple(x.shape[-2:])}")
-        fx = self.features(x * 2.0 - 1.0)
-        fy = self.features(y * 2.0 - 1.0)
-        total = x.new_zeros(x.shape[0])
+
+    def unit_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Frames (B,3,H,W) in [0, 1] -> the five taps, float32, each of unit length over
+        channels: what ``compare`` takes (a target's are computed once for all its samples)."""
+        self._check(x)
+        return [_unit(f.float()) for f in self.features(x * 2.0 - 1.0)]
+
+    def compare(self, fx: list[torch.Tensor], fy: list[torch.Tensor]) -> torch.Tensor:
+        """``unit_features`` of two batches of one size -> (B,) distances."""
+        total = fx[0].new_zeros(fx[0].shape[0])
         for k, (a, b) in enumerate(zip(fx, fy)):
-            a = a / (a.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            b = b / (b.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
             total = total + getattr(self, f"lin{k}")((a - b).pow(2)).mean(dim=(1, 2, 3))
         return total
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError("STLPIPS expects two (B,3,H,W) tensors of one shape, got "
+                             f"{tuple(x.shape)} and {tuple(y.shape)}")
+        return self.compare(self.unit_features(x), self.unit_features(y))
+
+
+def _unit(f: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) -> unit length over channels (LPIPS' ``normalize_tensor``)."""
+    return f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+
+
+def memory_format_of(weight: torch.Tensor) -> torch.memory_format:
+    """The layout a conv weight was put in (``set_compute``): channels_last or contiguous."""
+    return torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last) \
+        and not weight.is_contiguous() else torch.contiguous_format
