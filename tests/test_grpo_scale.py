@@ -115,6 +115,25 @@ def test_rows_per_call_are_bounded_by_micro_batch_size(monkeypatch):
     assert task.decoded and max(task.decoded) <= 3 and sum(task.decoded) == 3 * 8, task.decoded
 
 
+def test_dynamic_sampling_draws_are_scored_in_chunks_too():
+    """DAPO's extra draws decode and score with the same row bound as the rollout."""
+    from test_grpo_dynamic_sampling import HalfConstantTask
+
+    class Counting(HalfConstantTask):
+        decoded: list = []
+
+        def decode(self, tokens, batch, group_size):
+            self.decoded.append(tokens.shape[0])
+            return super().decode(tokens, batch, group_size)
+
+    task = Counting(vocab=16)
+    task.decoded = []
+    _, metrics = _step(task, micro_batch_size=3, dynamic_sampling=True,
+                       dynamic_sampling_max_draws=3)
+    assert float(metrics["grpo/dynamic_sampling/draws"]) >= 1
+    assert sum(task.decoded) > 3 * 8 and max(task.decoded) <= 3, task.decoded
+
+
 # ------------------------------------------------------------------------ chunked scoring
 def test_prefix_cache_serves_row_chunks():
     from wm.rollout.forward import grouped_response_logits, logits_from_prefix, prompt_prefix

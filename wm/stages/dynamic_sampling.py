@@ -130,7 +130,7 @@ def refill(module, step: int, gen, prompts, rollout, rewards: dict, metrics: dic
 
         _, r, m, ro = sample_and_score(task, module.policy, batch, G, gen,
                                        temperature=cfg.temperature, prompts=p,
-                                       cascade=cfg.cascade)
+                                       cascade=cfg.cascade, chunk_rows=cfg.micro_batch_size)
         extra.append((p, ro, r, m))
         found += int(informative(r, G).sum())
     if not extra:
