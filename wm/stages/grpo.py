@@ -322,7 +322,8 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         hp = self.cfg
         gen = seeded_generator(hp.seed + 1, batch_idx, self.global_rank, self.device)
         preds, rewards, metrics, _ = sample_and_score(self.task, self.policy, batch,
-                                                      hp.val_group_size, gen, top_k=hp.val_top_k)
+                                                      hp.val_group_size, gen, top_k=hp.val_top_k,
+                                                      chunk_rows=hp.micro_batch_size)
         log_scores(self, "val", {**metrics, **rewards})
         if batch_idx == 0 and hp.log_images_every_n_steps and hasattr(self.task, "log_samples"):
             self.task.log_samples(self.logger, "val/samples", preds, batch, self.global_step)
