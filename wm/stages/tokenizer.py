@@ -14,8 +14,9 @@ Steps are counted by a buffer ``gen_steps`` (saved in checkpoints) because Light
 ``global_step`` counts every optimizer's steps under manual optimization: once the GAN is
 active each batch adds 2 to ``global_step``, so ``Trainer(max_steps=N)`` then means N/2 more
 batches (measured: 4 batches with the GAN from batch 2 -> global_step 6, gen_steps 4).
-Under DDP use ``strategy=ddp_find_unused_parameters_true``: the discriminator gets no gradient
-before ``gan_start_step``.
+Under DDP use ``strategy=ddp_find_unused_parameters_true`` (``experiment=rt1_tokenizer`` does):
+the discriminator gets no gradient before ``gan_start_step``, so plain ``ddp`` stops at the
+second batch; a module with a discriminator refuses plain DDP at setup, naming the option.
 
 Departures: a fixed ``gan_weight`` (no VQGAN adaptive weight from last-layer gradient norms);
 R1 instead of a WGAN-GP-style interpolated penalty.
@@ -93,6 +94,14 @@ class TokenizerModule(L.LightningModule):
         self.perceptual = perceptual
         self.discriminator = discriminator
         self.register_buffer("gen_steps", torch.zeros((), dtype=torch.long))
+
+    def setup(self, stage: str) -> None:
+        strategy = getattr(self._trainer, "strategy", None)
+        if stage == "fit" and self.discriminator is not None and _ddp_without_unused(strategy):
+            raise ValueError(
+                "trainer.strategy=ddp with a discriminator: it gets no gradient before "
+                "gan_start_step and DDP stops at the second batch; set "
+                "trainer.strategy=ddp_find_unused_parameters_true (or vision.discriminator=null)")
 
     # ---- optimizers ------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -230,6 +239,14 @@ def recon_grid(target: torch.Tensor, recon: torch.Tensor) -> torch.Tensor:
     """(N,3,H,W) inputs and reconstructions -> (3, 2H, N*W) image: inputs on top."""
     rows = torch.stack([target, recon.clamp(0.0, 1.0)])                 # (2, N, 3, H, W)
     return rearrange(rows.detach().float().cpu(), "r n c h w -> c (r h) (n w)")
+
+
+def _ddp_without_unused(strategy) -> bool:
+    """True for Lightning's DDP strategy without ``find_unused_parameters``."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    return isinstance(strategy, DDPStrategy) and \
+        not getattr(strategy, "_ddp_kwargs", {}).get("find_unused_parameters", False)
 
 
 def _frames(batch) -> torch.Tensor:
