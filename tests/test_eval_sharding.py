@@ -3,6 +3,7 @@
 record is scored by exactly one rank, no rank scores all of them, and both ranks run the same
 number of validation steps (each step holds collectives)."""
 from collections import Counter
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -64,3 +65,27 @@ def test_video_val_loader_is_sharded(tmp_path):
     whole, r0, r1 = _rows_per_rank(dm, lambda b, i: (int(b["episode"][i]), int(b["start"][i])))
     assert r0 and r1 and r0 + r1 == whole
     assert sum(whole.values()) == len(dm.val_set)
+
+
+@pytest.mark.slow
+def test_two_rank_validation_scores_each_record_once(tmp_path):
+    """Real 2-process DDP ``Trainer.validate``: the ranks' scored records are the dataset."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from stage_fixtures import ROOT
+
+    out = tmp_path / "scored"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "ddp_val_probe.py"),
+                           "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    steps = [[json.loads(line) for line in Path(f"{out}.rank{r}").read_text().splitlines()]
+             for r in (0, 1)]
+    assert len(steps[0]) == len(steps[1]) > 0
+    scored = Counter(tuple(row) for rank in steps for step in rank for row in step)
+    everything = Counter(tuple(row) for row in json.loads(Path(f"{out}.all").read_text()))
+    assert scored == everything
