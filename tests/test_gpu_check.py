@@ -43,3 +43,24 @@ def test_gpu_check_without_cuda_says_what_to_run():
         pytest.skip("a CUDA device is visible")
     with pytest.raises(SystemExit, match="--device cpu --tiny"):
         gpu_check.main(["--phases", "video_multi"])
+
+
+def test_full_shapes_are_the_papers_models():
+    """The GPU run's models, counted on the meta device (nothing allocated): the reference
+    world model (~120M at vocabulary 4,633) and DeepSeek-R1-Distill-Qwen-1.5B (1.78B)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from bench.gpu_check import FULL
+    from wm.world.llama import build_llama
+
+    count = lambda m: sum(p.numel() for p in m.parameters()) / 1e6  # noqa: E731
+    with torch.device("meta"):
+        world = build_llama(FULL["video_single"].vocab, **FULL["video_single"].model)
+        text = Qwen2ForCausalLM(Qwen2Config(vocab_size=FULL["text_grpo"].vocab,
+                                            **FULL["text_grpo"].model))
+    assert 115 < count(world) < 125
+    assert 1770 < count(text) < 1785
+    single, multi = FULL["video_single"], FULL["video_multi"]
+    assert (single.prompt + single.response, multi.prompt + multi.response) == (1654, 2024)
+    assert single.group == multi.group == 16 and FULL["text_grpo"].group == 5
