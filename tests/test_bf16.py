@@ -283,3 +283,15 @@ def test_eval_precision_bf16_samples_under_autocast(tiny_video, tmp_path, monkey
     assert seen == [False, torch.bfloat16, torch.bfloat16]
     assert "precision" not in keys[""]
     assert keys["precision=bf16-mixed"]["precision"] == "bf16-mixed"
+
+
+def test_gradient_checkpointing_is_not_part_of_the_run_identity():
+    """Switching checkpointing changes memory, not the maths: the same run resumes, and runs
+    made before the switch existed keep their identity (no ``gradient_checkpointing`` in it)."""
+    from stage_fixtures import compose_train
+    from wm.cli.run_identity import fingerprint, run_identity
+
+    ids = [run_identity(compose_train(["stage=mle", f"model.gradient_checkpointing={on}"]))
+           for on in ("false", "true")]
+    assert "gradient_checkpointing" not in json.dumps(ids[0])
+    assert fingerprint(ids[0]) == fingerprint(ids[1])

@@ -99,9 +99,15 @@ def _path_value(value: str, roots: dict[str, str]) -> str:
     return path
 
 
+#: settings that change memory or speed, never the maths (equal gradients, tests/test_bf16.py):
+#: not part of a run's identity, so switching them resumes the same run
+COMPUTE_ONLY = {"gradient_checkpointing"}
+
+
 def _normalise(value: Any, roots: dict[str, str], key: str = "") -> Any:
     if isinstance(value, dict):
-        return {k: _normalise(v, roots, k) for k, v in sorted(value.items())}
+        return {k: _normalise(v, roots, k) for k, v in sorted(value.items())
+                if k not in COMPUTE_ONLY}
     if isinstance(value, list):
         return [_normalise(v, roots, key) for v in value]
     if isinstance(value, str) and key in PATH_FIELDS:
