@@ -295,3 +295,29 @@ def test_gradient_checkpointing_is_not_part_of_the_run_identity():
            for on in ("false", "true")]
     assert "gradient_checkpointing" not in json.dumps(ids[0])
     assert fingerprint(ids[0]) == fingerprint(ids[1])
+
+
+def test_grpo_gradient_checkpointing_only_without_shared_prefix():
+    """GRPO's shared-prefix passes carry a KV cache that Hugging Face drops inside checkpointed
+    layers: the stage turns checkpointing off there, on with ``shared_prefix=false``, where a
+    bf16 step then runs on-policy."""
+    from stage_fixtures import TargetTokenData, TargetTokenTask
+    from wm.rl.loss import GRPOLossConfig
+    from wm.stages.grpo import GRPOModule
+    from wm.world.llama import build_llama
+
+    factory = partial(build_llama, hidden_size=32, num_layers=2, num_heads=2,
+                      intermediate_size=64, max_position_embeddings=64, seed=0,
+                      gradient_checkpointing=True)
+    opt = partial(torch.optim.AdamW, lr=1e-3)
+    for shared, on in ((True, False), (False, True)):
+        module = GRPOModule(TargetTokenTask(), factory, opt, GRPOLossConfig(), init_policy=None,
+                            group_size=4, micro_batch_size=16, shared_prefix=shared)
+        assert module.policy.is_gradient_checkpointing is on
+    trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        limit_val_batches=0, precision="bf16-mixed")
+    trainer.fit(module, datamodule=TargetTokenData(batch_size=4))
+    m = trainer.callback_metrics
+    assert float(m["grpo/kl"]) == 0.0 and float(m["grpo/logp_diff/mean"]) < 1e-3
+    assert float(m["grpo/grad_norm"]) > 0
