@@ -267,10 +267,12 @@ def _peak_rss_bytes() -> float:
 def summarize(name: str, spec: Spec, rows: list[dict]) -> dict:
     """Median over the steps after the first (all of them when there is one), max of peaks."""
     use = rows[1:] if len(rows) > 1 else rows
-    med = lambda k: statistics.median(r[k] for r in use) if all(k in r for r in use) else None  # noqa: E731
-    out = {"phase": name, "steps": len(rows),
-           "shape": f"P={spec.prompt} L={spec.response} " + (f"G={spec.group}" if spec.stage == "grpo"
-                                                              else f"B={spec.batch}"),
+
+    def med(key):
+        return statistics.median(r[key] for r in use) if all(key in r for r in use) else None
+
+    rows_of = f"G={spec.group}" if spec.stage == "grpo" else f"B={spec.batch}"
+    out = {"phase": name, "steps": len(rows), "shape": f"P={spec.prompt} L={spec.response} {rows_of}",
            "step_s": med("step_s"), "peak_gb": max(r["peak_gb"] for r in rows)}
     if spec.stage == "grpo":
         out.update(rollout_tok_s=med("grpo/rollout_tokens_per_s"),

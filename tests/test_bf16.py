@@ -14,7 +14,7 @@ from torch import nn
 
 from stage_fixtures import (cpu_overrides, fit, read_rows, recorder_override, save_tiny_tokenizer,
                             tiny_llama, tiny_video_overrides, write_video_dataset)
-from wm.utils.precision import autocast, autocast_dtype, fp32_logits, full_precision
+from wm.utils.precision import autocast, autocast_dtype, fp32_logits
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,8 @@ def test_tokenizer_step_bf16(tmp_path):
     module = TokenizerModule(
         tokenizer=FrameTokenizer(channels=(8, 16, 16), latent_dim=8, resolution=(32, 32)),
         discriminator=PatchDiscriminator(base_channels=8, n_layers=2),
-        optimizer=partial(torch.optim.Adam, lr=1e-3), disc_optimizer=partial(torch.optim.Adam, lr=1e-3),
+        optimizer=partial(torch.optim.Adam, lr=1e-3),
+        disc_optimizer=partial(torch.optim.Adam, lr=1e-3),
         gan_start_step=0, gp_weight=1.0, log_images_every_n_steps=0)
     probe = DtypeProbe(tmp_path / "dtypes.json")
     trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
