@@ -60,14 +60,17 @@ def pusht_groups(prompts: int, group: int, size: int, seed: int = 0
     return torch.stack(preds), torch.stack(targets)
 
 
-def timed(fn, repeats: int) -> tuple[float, torch.Tensor]:
-    """Best of ``repeats`` wall times (s) of ``fn()`` after one warm-up call, and its output."""
-    out = fn()
-    best = float("inf")
+def timed(fns: dict, repeats: int) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Best of ``repeats`` wall times (s) of each ``fns[name]()`` after one warm-up call, the
+    paths interleaved (one call of each per round, so load from elsewhere hits all of them
+    alike), and each one's output."""
+    out = {name: fn() for name, fn in fns.items()}
+    best = {name: float("inf") for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            out[name] = fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
     return best, out
 
 
@@ -92,9 +95,11 @@ def measure(net: str, prompts: int, group: int, size: int, repeats: int, chunk: 
     def pairs():
         return torch.cat([fp32(x, y) for x, y in zip(pred.split(chunk), target.split(chunk))])
 
-    t_pairs, d_pairs = timed(pairs, repeats)
-    t_reuse, d_reuse = timed(lambda: lpips(pred, target, fp32, chunk_frames=chunk), repeats)
-    t_bf16, d_bf16 = timed(lambda: lpips(pred, target, bf16, chunk_frames=chunk), repeats)
+    t, d = timed({"pairs": pairs,
+                  "reuse": lambda: lpips(pred, target, fp32, chunk_frames=chunk),
+                  "bf16": lambda: lpips(pred, target, bf16, chunk_frames=chunk)}, repeats)
+    (t_pairs, d_pairs), (t_reuse, d_reuse), (t_bf16, d_bf16) = \
+        ((t[k], d[k]) for k in ("pairs", "reuse", "bf16"))
     err = mae(pred, target)
     r32, r16 = -(err + d_reuse), -(err + d_bf16)
     spread = r32.reshape(-1, group).std(dim=1).mean()
@@ -143,8 +148,10 @@ def main() -> None:
         f"### perceptual (`python bench/bench_perceptual.py`)\n\n"
         f"ST-LPIPS rewards of one GRPO batch: {a.prompts} PushT prompts x G={a.group} samples "
         f"= {frames} frames of {a.size}x{a.size} (the truth repeated G times, as "
-        f"`VideoTask.decode` gives it), best of {a.repeats}, the three paths side by side in "
-        f"one run; {machine()}. Speedup: against the pairs path of the same net and run. "
+        f"`VideoTask.decode` gives it), best of {a.repeats} rounds, the three paths "
+        f"interleaved in each round; {machine()}. Speedup: against the pairs path of the same "
+        "net and run (on 2 cores shared with other jobs the ratios moved by up to ~30% between "
+        "runs). "
         "'max abs diff': largest |distance - pairs fp32's|.\n\n"
         f"{markdown_table(rows)}\n\n" + "\n".join(notes) + "\n\n"
         "Reuse is the default (rewards, validation, eval.py). bf16 is an option, "
