@@ -322,3 +322,32 @@ def test_grpo_gradient_checkpointing_only_without_shared_prefix():
     m = trainer.callback_metrics
     assert float(m["grpo/kl"]) == 0.0 and float(m["grpo/logp_diff/mean"]) < 1e-3
     assert float(m["grpo/grad_norm"]) > 0
+
+
+def test_cascade_attention_under_bf16_is_as_accurate_as_sdpa():
+    """The sampler's cascade attention (prompt keys read once per group) under bf16 autocast:
+    its softmax pieces are float32, as in SDPA's kernels, so its error against float32
+    attention of the same bf16 inputs is no larger than SDPA's own on those inputs."""
+    from types import SimpleNamespace
+
+    import torch.nn.functional as F
+    from wm.rollout.cascade import CascadeLayer, cascade_attention
+
+    g = torch.Generator().manual_seed(0)
+    B, G, H, D, P, n = 2, 4, 4, 32, 300, 5
+    R = B * G
+    rnd = lambda *s: (torch.randn(*s, generator=g) * 2).bfloat16()  # noqa: E731
+    pk, pv = rnd(B, H, P, D), rnd(B, H, P, D)
+    layer = CascadeLayer(R, 16)
+    layer.update(pk, pv)                                   # the prompts (prefill)
+    sk, sv = layer.update(rnd(R, H, n, D), rnd(R, H, n, D))
+    query = rnd(R, H, 1, D)
+    with autocast("bf16-mixed", "cpu"):
+        out, _ = cascade_attention(SimpleNamespace(layer_idx=0), query, sk, sv, None,
+                                   wm_cascade=SimpleNamespace(layers=[layer], group_size=G))
+    keys = torch.cat([pk.repeat_interleave(G, 0), sk], dim=2)          # (R, H, P+n, D)
+    values = torch.cat([pv.repeat_interleave(G, 0), sv], dim=2)
+    exact = F.scaled_dot_product_attention(query.float(), keys.float(), values.float())
+    sdpa = F.scaled_dot_product_attention(query, keys, values).float()  # bf16 SDPA
+    err = (out.float().transpose(1, 2) - exact).abs().max()
+    assert err <= 1.5 * (sdpa - exact).abs().max() + 1e-3, (err, (sdpa - exact).abs().max())

@@ -12,6 +12,9 @@ is split in two (as in "cascade"/"shared-prefix" inference kernels):
 * suffix: each row's queries against its own response keys/values (short, per row);
 
 and the two partial softmaxes are merged exactly (running max and sum, as in FlashAttention).
+Scores, softmax pieces and the merge are float32 also under bf16 autocast (SDPA's kernels
+accumulate in float32 too; bf16 scores made the sampler's attention ~8x less accurate than
+SDPA's, tests/test_bf16.py).
 The result equals ordinary attention over ``prompt + response`` (tests/test_rollout_cascade.py).
 
 Wiring: :class:`CascadeCache` is the ``past_key_values``; the attention implementation
@@ -111,8 +114,20 @@ def cascade_attention(module, query, key, value, attention_mask, scaling=None, d
     if layer is None or key.shape[0] != layer.rows or layer.prefix_len == 0 or layer.n == 0:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
+    # softmax pieces in float32, as SDPA's kernels accumulate (under bf16 autocast the scores
+    # would otherwise be rounded by ~2**-8 of their size before the exponential)
+    with torch.autocast(query.device.type, enabled=False):
+        out = _cascade(query.float(), key.float(), value.float(), attention_mask,
+                       layer.prefix_k.float(), layer.prefix_v.float(), wm_cascade.group_size,
+                       scaling)
+    return out.to(query.dtype), None
+
+
+def _cascade(query, key, value, attention_mask, prefix_k, prefix_v, G: int, scaling):
+    """``cascade_attention``'s computation: query (R, H, q, D), own response key/value
+    (R, Hkv, n, D), prompts' prefix_k/prefix_v (B, Hkv, P, D) -> (R, q, H, D)."""
     R, H, q, D = query.shape
-    G, P = wm_cascade.group_size, layer.prefix_len
+    P = prefix_k.shape[-2]
     B, hkv = R // G, key.shape[1]
     grp = H // hkv
     scale = D ** -0.5 if scaling is None else scaling
@@ -123,11 +138,11 @@ def cascade_attention(module, query, key, value, attention_mask, scaling=None, d
 
     # prefix: the G rows' queries of each prompt stacked, against its keys/values read once
     qg = query.view(B, G, hkv, grp, q, D).permute(0, 2, 1, 3, 4, 5).reshape(B, hkv, G * grp * q, D)
-    sp = (qg @ layer.prefix_k.transpose(-1, -2)) * scale             # (B, Hkv, G*grp*q, P)
+    sp = (qg @ prefix_k.transpose(-1, -2)) * scale                   # (B, Hkv, G*grp*q, P)
     if mask is not None:
         pm = mask[::G, :, :1, :P] if mask.shape[0] == R else mask[:, :, :1, :P]  # (B|1,1,1,P)
         sp = sp.masked_fill(~pm, neg)
-    mp, lp, op = _partial(sp, layer.prefix_v)                        # (B, Hkv, G*grp*q, ·)
+    mp, lp, op = _partial(sp, prefix_v)                              # (B, Hkv, G*grp*q, ·)
 
     # suffix: each row against its own response keys/values
     qs = query.view(R, hkv, grp * q, D)
@@ -151,7 +166,7 @@ def cascade_attention(module, query, key, value, attention_mask, scaling=None, d
     m = torch.maximum(mp, ms)
     wp, ws = torch.exp(mp - m), torch.exp(ms - m)
     out = (op * wp + os_ * ws) / (lp * wp + ls * ws)                 # (R, Hkv, grp*q, D)
-    return out.reshape(R, H, q, D).transpose(1, 2).contiguous(), None
+    return out.reshape(R, H, q, D).transpose(1, 2).contiguous()
 
 
 AttentionInterface.register(IMPLEMENTATION, cascade_attention)
