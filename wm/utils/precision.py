@@ -16,6 +16,8 @@ Kept in float32 on purpose, inside autocast:
   outside autocast in its weights' dtype (float32 for mixed precision, where weights are
   float32) and returns float32 logits, for the sampler and for the recomputation alike, so both
   see the same computation (GRPO's on-policy requirement; ``grpo/logp_diff``);
+- the sampler's cascade attention computes its scores and softmax in float32
+  (``wm.rollout.cascade``), as SDPA's kernels do;
 - log-softmax, log-probs, entropy, losses (``wm.rollout.distribution`` and ``wm.rl`` cast to
   float32 before reducing);
 - decoding sampled tokens to frames/text, rewards and metrics (:func:`full_precision` around
@@ -85,12 +87,12 @@ def _head_forward(self, hidden: torch.Tensor) -> torch.Tensor:
 def fp32_logits(model):
     """Make ``model``'s output embedding (the LM head, a ``nn.Linear``) return float32 logits
     computed outside autocast (see the module docstring). Idempotent; the parameters, their
-    names and ``state_dict`` are unchanged. Returns ``model``."""
+    names and ``state_dict`` are unchanged. Returns ``model``. A head that is not a plain
+    ``nn.Linear`` (e.g. LoRA on the head itself) is left as it is: it runs under autocast."""
     get = getattr(model, "get_output_embeddings", None)
     head = get() if get is not None else None
-    if not isinstance(head, torch.nn.Linear):
-        raise TypeError(f"fp32_logits: {type(model).__name__} has no nn.Linear output embedding "
-                        "(get_output_embeddings()); pass a Hugging Face causal LM")
+    if type(head) is not torch.nn.Linear:
+        return model
     if not getattr(head, "_wm_fp32_logits", False):
         head.forward = types.MethodType(_head_forward, head)
         head._wm_fp32_logits = True
