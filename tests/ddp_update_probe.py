@@ -1,8 +1,10 @@
 """Helper script (not a test module) for tests/test_grpo_normalizer_ddp.py and
 tests/test_grpo_scale.py: one GRPO optimizer step with plain SGD on a FIXED global batch, split
 over ``--devices`` CPU processes (Lightning DDP, gloo) or run whole in one process; writes the
-updated policy weights to ``--out``, and under DDP the number of gradient all-reduces each rank
-ran (a counting comm hook: one per backward that syncs) to ``--out``.syncs<rank>.
+updated policy weights to ``--out``, and with 2 processes the gradient communications each rank
+ran to ``--out``.syncs<rank>: DDP all-reduces (a counting comm hook: one per backward that
+syncs) or, with ``--strategy fsdp2`` (ModelParallelStrategy + ``fully_shard``), FSDP2
+reduce-scatters (``foreach_reduce`` calls: one per sharded module per syncing backward).
 
 The rollout is fixed (no sampling), so 1-process and 2-process runs see the same global batch;
 rank 0 gets the long responses and rank 1 the short ones (uneven token counts per rank): only a
@@ -80,6 +82,7 @@ def main():
     ap.add_argument("--micro", type=int, default=2, help="micro_batch_size (rows)")
     ap.add_argument("--group", type=int, default=G, help="group_size (divides 8)")
     ap.add_argument("--steps", type=int, default=1, help="optimizer steps (same batch)")
+    ap.add_argument("--strategy", choices=("ddp", "fsdp2"), default="ddp")
     args = ap.parse_args()
     globals()["G"] = args.group
     torch.set_num_threads(1)
@@ -90,15 +93,32 @@ def main():
                             init_policy=None, group_size=G, micro_batch_size=args.micro,
                             grad_clip=0.0)
     data = torch.utils.data.DataLoader([0] * 4, batch_size=1)
+    strategy = "ddp" if args.devices > 1 else "auto"
+    if args.devices > 1 and args.strategy == "fsdp2":
+        import torch.distributed.fsdp._fully_shard._fsdp_param_group as param_group
+        from lightning.pytorch.strategies import ModelParallelStrategy
+
+        real = param_group.foreach_reduce
+
+        def counting_reduce(*a, **k):
+            SYNCS.append(1)
+            return real(*a, **k)
+
+        param_group.foreach_reduce = counting_reduce
+        strategy = ModelParallelStrategy(data_parallel_size=args.devices, tensor_parallel_size=1,
+                                         process_group_backend="gloo",
+                                         save_distributed_checkpoint=False)
     trainer = L.Trainer(accelerator="cpu", devices=args.devices,
-                        strategy="ddp" if args.devices > 1 else "auto", max_steps=args.steps,
+                        strategy=strategy, max_steps=args.steps,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, use_distributed_sampler=False)
     trainer.fit(module, train_dataloaders=data)
     if args.devices > 1:
         Path(f"{args.out}.syncs{trainer.global_rank}").write_text(json.dumps(len(SYNCS)))
+    state = {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().cpu()
+             for k, v in module.policy.state_dict().items()}     # FSDP2: gathered on all ranks
     if trainer.global_rank == 0:
-        torch.save({k: v.detach().cpu() for k, v in module.policy.state_dict().items()}, args.out)
+        torch.save(state, args.out)
 
 
 if __name__ == "__main__":

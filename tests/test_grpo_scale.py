@@ -231,12 +231,12 @@ def test_each_phase_logs_time_and_peak_memory():
 PROBE = ROOT / "tests" / "ddp_update_probe.py"
 
 
-def _probe(devices, out, micro, steps=2):
+def _probe(devices, out, micro, steps=2, strategy="ddp"):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, str(PROBE), "--devices", str(devices), "--out",
                            str(out), "--micro", str(micro), "--group", "2", "--steps",
-                           str(steps)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+                           str(steps), "--strategy", strategy], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     syncs = [json.loads(p.read_text()) for p in sorted(out.parent.glob(out.name + ".syncs*"))]
     return torch.load(out), syncs
@@ -254,3 +254,22 @@ def test_ddp_all_reduces_once_per_optimizer_step(tmp_path):
     assert max((one[k] - init[k]).abs().max().item() for k in one) > 1e-3
     for k in one:
         torch.testing.assert_close(two[k], one[k], rtol=0, atol=1e-6, msg=k)
+
+
+@pytest.mark.slow
+def test_fsdp2_reduces_gradients_once_per_optimizer_step(tmp_path):
+    """FSDP2 (``trainer=fsdp2_cpu``, ``set_requires_gradient_sync``): the reduce-scatters per
+    rank do not grow with the micro-batches (2 or 4 per step; one micro-batch makes fewer: a
+    decoder layer runs twice per micro-batch, prompt then responses, and after accumulation its
+    accumulated and last gradients go in two calls), and the weights are the one-process
+    whole-batch ones."""
+    one, _ = _probe(1, tmp_path / "one.pt", micro=8)
+    counts = {}
+    for micro in (8, 2, 1):            # 1, 2 and 4 micro-batches per rank and optimizer step
+        (tmp_path / str(micro)).mkdir()
+        two, counts[micro] = _probe(2, tmp_path / str(micro) / "two.pt", micro=micro,
+                                    strategy="fsdp2")
+        for k in one:
+            torch.testing.assert_close(two[k], one[k], rtol=0, atol=1e-6, msg=(micro, k))
+    assert counts[8][0] > 0 and counts[1] == counts[2], counts
+    assert counts[1][0] < 2 * counts[8][0], counts

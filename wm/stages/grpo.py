@@ -14,8 +14,8 @@ Departures from the reference, on purpose:
 - every random draw in a step (sampling, mini-batch shuffling, dropout) is seeded from
   ``(seed, step, rank)``, so a resumed run reproduces an uninterrupted one exactly;
 - the KL reference of a LoRA policy is the same weights with adapters disabled (no copy);
-- under DDP, gradients are all-reduced once per optimizer step (the last micro-batch's
-  backward; the others run under ``no_sync``), not once per micro-batch.
+- under DDP and FSDP2, gradients are reduced once per optimizer step (the last micro-batch's
+  backward; the others accumulate locally), not once per micro-batch.
 
 Memory is bounded by ``micro_batch_size`` rows whatever G and the response length (issue #27):
 a micro-batch smaller than a group holds a row chunk of one group; decoding and scoring run on
@@ -172,10 +172,14 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
 
     @contextmanager
     def _gradient_sync(self, sync: bool):
-        """DDP all-reduces gradients in a backward only when ``sync`` (the last micro-batch of
-        an optimizer step; the others accumulate locally under ``no_sync``)."""
+        """Gradients are communicated in a backward only when ``sync`` (the last micro-batch of
+        an optimizer step; the others accumulate locally): DDP's ``no_sync``, FSDP2's
+        ``set_requires_gradient_sync`` (left on after the last micro-batch)."""
         strategy = self.trainer.strategy
-        if sync or not hasattr(strategy, "block_backward_sync"):
+        if hasattr(self.policy, "set_requires_gradient_sync"):          # FSDP2 (fully_shard)
+            self.policy.set_requires_gradient_sync(sync)
+            yield
+        elif sync or not hasattr(strategy, "block_backward_sync"):
             yield
         else:
             with strategy.block_backward_sync():
