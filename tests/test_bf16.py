@@ -311,10 +311,18 @@ def test_grpo_gradient_checkpointing_only_without_shared_prefix():
                       intermediate_size=64, max_position_embeddings=64, seed=0,
                       gradient_checkpointing=True)
     opt = partial(torch.optim.AdamW, lr=1e-3)
+    import warnings
+
     for shared, on in ((True, False), (False, True)):
-        module = GRPOModule(TargetTokenTask(), factory, opt, GRPOLossConfig(), init_policy=None,
-                            group_size=4, micro_batch_size=16, shared_prefix=shared)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            module = GRPOModule(TargetTokenTask(), factory, opt, GRPOLossConfig(),
+                                init_policy=None, group_size=4, micro_batch_size=16,
+                                shared_prefix=shared)
         assert module.policy.is_gradient_checkpointing is on
+        # the inactive switch is said, naming the option that activates it
+        said = [str(w.message) for w in caught if "is inactive in GRPO" in str(w.message)]
+        assert bool(said) is shared and all("shared_prefix=false" in m for m in said)
     trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0, precision="bf16-mixed")
