@@ -205,15 +205,33 @@ def test_chunked_video_scores_equal_one_call(tmp_path, monkeypatch):
 
 
 # -------------------------------------------------------------------- phase peak memory
-def test_phase_measures_its_own_peak_memory():
-    from wm.rollout.scoring import phase
+_PHASE_PROBE = """
+import json, torch
+from wm.rollout.scoring import phase
+times, peaks = {}, {}
+with phase("big", times, peaks):
+    x = torch.ones(64 * 2**20 // 4)                  # 64 MB, touched
+    del x
+with phase("small", times, peaks):
+    torch.ones(16)
+print(json.dumps({"times": times, "peaks": peaks}))
+"""
 
-    times, peaks = {}, {}
-    with phase("big", times, peaks):
-        x = torch.ones(64 * 2**20 // 4)                  # 64 MB, touched
-        del x
-    with phase("small", times, peaks):
-        torch.ones(16)
+
+def test_phase_measures_its_own_peak_memory():
+    """In a fresh process: a long-lived one (this test session) may serve the 64 MB from pages
+    it already holds, and the kernel's RSS counters lag behind in a many-threaded process, so
+    the CPU figure is a process-level approximation (exact on CUDA)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _PHASE_PROBE], capture_output=True, text=True,
+                         check=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    times, peaks = res["times"], res["peaks"]
     assert peaks["big"] > 48, peaks                      # the phase's own peak ...
     assert peaks["small"] < 16, peaks                    # ... reset at the next phase's start
     assert set(times) == {"big", "small"} and all(v >= 0 for v in times.values())

@@ -26,6 +26,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from wm.utils.hub import looks_like_hub_id
+
 log = logging.getLogger(__name__)
 
 IDENTITY_FILE = "identity.json"
@@ -81,16 +83,10 @@ class RunIdentityError(SystemExit):
     """A run folder holds a run of other settings (the message is the one line to print)."""
 
 
-def _looks_like_hub_id(name: str) -> bool:
-    parts = name.split("/")
-    return len(parts) == 2 and all(parts) and not name.endswith((".ckpt", ".pt", ".pth")) \
-        and not name.startswith((".", "~"))
-
-
 def _path_value(value: str, roots: dict[str, str]) -> str:
     """An absolute path, written as ``<runs>/...`` or ``<data>/...`` when under those folders;
     a hub id (``owner/name`` that is not a local path) stays as it is."""
-    if not value or (_looks_like_hub_id(value) and not Path(value).exists()):
+    if not value or (looks_like_hub_id(value) and not Path(value).exists()):
         return value
     path = os.path.abspath(os.path.expanduser(value))
     for tag, root in roots.items():

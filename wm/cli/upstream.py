@@ -19,6 +19,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from wm.utils.hub import looks_like_hub_id
+
 CONF = Path(__file__).resolve().parents[2] / "conf"
 DONE = "DONE"
 
@@ -109,12 +111,6 @@ def _default_runs_dir() -> str:
     return os.environ.get("WM_RUNS_DIR") or os.path.join(os.environ.get("WM_ROOT", "."), "runs")
 
 
-def _looks_like_hub_id(name: str) -> bool:
-    parts = name.split("/")
-    return len(parts) == 2 and all(parts) and not name.endswith((".ckpt", ".pt", ".pth")) \
-        and not name.startswith((".", "~"))
-
-
 def check_upstream(cfg: DictConfig) -> None:
     """Every upstream checkpoint of ``cfg``'s stage exists and comes from a finished run (or
     ``allow_unfinished_upstream=true``); else one line naming the file, its run and the fix."""
@@ -125,7 +121,7 @@ def check_upstream(cfg: DictConfig) -> None:
             continue
         path = Path(str(value))
         if not path.exists():
-            if _looks_like_hub_id(str(value)):
+            if looks_like_hub_id(str(value)):
                 continue                   # a released model by hub id (downloaded when built)
             raise MissingCheckpointError(
                 f"{name}={path}: no such checkpoint. Train it first: "

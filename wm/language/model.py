@@ -138,7 +138,7 @@ def reference_logits_context(model):
 def pretrained_source(model) -> str | None:
     """The hub id or local folder ``model``'s (base) weights were loaded from, or None (a model
     built from a config has no name; an unnamed one cannot be reloaded)."""
-    from wm.vision.registry import looks_like_hub_id
+    from wm.utils.hub import looks_like_hub_id
 
     base = model.get_base_model() if is_lora(model) else model
     name = str(getattr(base, "name_or_path", "") or "")

@@ -46,6 +46,7 @@ import torch
 from wm.rollout.cache import PreallocatedCache
 from wm.rollout.cascade import CascadeCache, cascade_attention_enabled
 from wm.rollout.distribution import restrict
+from wm.rollout.lockstep import all_ranks_finished, is_sharded
 from wm.rollout.plan import ResponsePlan, Rollout
 
 
@@ -128,39 +129,6 @@ def _attention(key_valid: torch.Tensor | None, q: int, kv: int, device) -> torch
     return mask
 
 
-def is_sharded(model: torch.nn.Module) -> bool:
-    """True when ``model``'s forward is a collective: FSDP2 (``fully_shard``: DTensor
-    parameters) or FSDP1 (a ``FullyShardedDataParallel`` submodule)."""
-    import torch.distributed as dist
-
-    if not dist.is_available():
-        return False
-    from torch.distributed.fsdp import FullyShardedDataParallel
-    from torch.distributed.tensor import DTensor
-
-    return any(isinstance(p, DTensor) for p in model.parameters()) or \
-        any(isinstance(m, FullyShardedDataParallel) for m in model.modules())
-
-
-def _all_ranks_finished(done: bool, device, lockstep: bool) -> bool:
-    """True when this rank may stop decoding: ``done`` (its rows have all finished), and under
-    ``lockstep`` also every other rank's.
-
-    Text rollouts stop at EOS after a different number of steps on each rank; under sharded
-    training (FSDP, ``lockstep``) every forward pass is collective, so a rank must keep stepping
-    until all ranks are done (one all-reduce per step). Without sharding (one process, DDP) each
-    rank stops on its own and nothing is communicated.
-    """
-    import torch.distributed as dist
-
-    if not lockstep or not (dist.is_available() and dist.is_initialized()) \
-            or dist.get_world_size() == 1:
-        return done
-    pending = torch.tensor([0 if done else 1], device=device)
-    dist.all_reduce(pending)              # number of ranks still decoding
-    return int(pending.item()) == 0
-
-
 class _Loop:
     """The decode loop shared by the cached sampler and the no-cache reference.
 
@@ -211,7 +179,7 @@ class _Loop:
                 logprobs[:, t] = torch.where(live, lp, torch.zeros_like(lp))
             if eos is not None:
                 finished |= tok == eos
-                if _all_ranks_finished(bool(finished.all()), dev, self.lockstep):
+                if all_ranks_finished(bool(finished.all()), dev, self.lockstep):
                     break
             if t + 1 < L and free[t + 1]:
                 logits = forward(t, tokens)

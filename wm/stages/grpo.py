@@ -59,7 +59,7 @@ from wm.stages.dynamic_sampling import refill
 from wm.stages.grpo_settings import GRPOSettings
 from wm.stages.schedules import warmup_constant_schedule
 from wm.stages.score_logging import log_scores
-from wm.stages.sharding import shard_policy
+from wm.stages.sharding import gradient_sync, shard_policy
 from wm.utils.dropout import disable_dropout
 from wm.utils.precision import fp32_logits
 from wm.utils.seeding import seeded_generator
@@ -175,21 +175,6 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
             out[rows] = sampling_logprobs(logits, tokens[rows], ranges, self.cfg.temperature,
                                           valid=mask[rows])
         return out
-
-    @contextmanager
-    def _gradient_sync(self, sync: bool):
-        """Gradients are communicated in a backward only when ``sync`` (the last micro-batch of
-        an optimizer step; the others accumulate locally): DDP's ``no_sync``, FSDP2's
-        ``set_requires_gradient_sync`` (left on after the last micro-batch)."""
-        strategy = self.trainer.strategy
-        if hasattr(self.policy, "set_requires_gradient_sync"):          # FSDP2 (fully_shard)
-            self.policy.set_requires_gradient_sync(sync)
-            yield
-        elif sync or not hasattr(strategy, "block_backward_sync"):
-            yield
-        else:
-            with strategy.block_backward_sync():
-                yield
 
     # ------------------------------------------------------------------------- training
     def training_step(self, batch, batch_idx):
@@ -311,7 +296,7 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
                         global_tokens=g_tok, global_seqs=g_seq, max_len=max_len)
                     # DDP averages gradients over ranks; the loss is already normalized by the
                     # global count, so scale by world size to get the global mean gradient.
-                    with self._gradient_sync(i == len(micro) - 1):
+                    with gradient_sync(self, i == len(micro) - 1):
                         self.manual_backward(loss * world)
                     for k, v in st.items():       # stats are globally normalized: summable
                         step_stats[k] = step_stats.get(k, 0.0) + v.detach() * world

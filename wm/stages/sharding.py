@@ -1,5 +1,8 @@
-"""FSDP2 sharding of a stage's policy (and frozen reference) over the data-parallel mesh."""
+"""FSDP2 sharding of a stage's policy (and frozen reference) over the data-parallel mesh, and
+when a backward communicates its gradients (once per optimizer step, DDP and FSDP2 alike)."""
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import torch
 
@@ -38,3 +41,20 @@ def shard_policy(module) -> None:
             if type(sub).__name__ in blocks:
                 fully_shard(sub, mesh=dp)
         fully_shard(model, mesh=dp)
+
+
+@contextmanager
+def gradient_sync(module, sync: bool):
+    """Gradients are communicated in a backward of ``module.policy`` only when ``sync`` (the last
+    micro-batch of an optimizer step; the others accumulate locally): DDP's ``no_sync`` through
+    the strategy's ``block_backward_sync``, FSDP2's ``set_requires_gradient_sync`` (left on after
+    the last micro-batch). A no-op in one process."""
+    strategy = module.trainer.strategy
+    if hasattr(module.policy, "set_requires_gradient_sync"):          # FSDP2 (fully_shard)
+        module.policy.set_requires_gradient_sync(sync)
+        yield
+    elif sync or not hasattr(strategy, "block_backward_sync"):
+        yield
+    else:
+        with strategy.block_backward_sync():
+            yield

@@ -23,7 +23,7 @@ from torch import nn
 from wm.language.chat import render_prompts, template_overhead
 from wm.language.presets import checkpoint_entry, lora_settings, rebuild_from_checkpoint
 from wm.rewards.overlong import soft_overlong_penalty
-from wm.vision.registry import looks_like_hub_id
+from wm.utils.hub import looks_like_hub_id
 from wm.rollout.plan import ResponsePlan
 from wm.tasks.base import Prompts, Responses
 

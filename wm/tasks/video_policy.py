@@ -10,7 +10,7 @@ from pathlib import Path
 from torch import nn
 
 from wm.utils.checkpoints import load_checkpoint_file
-from wm.vision.registry import looks_like_hub_id
+from wm.utils.hub import looks_like_hub_id
 
 
 def load_checkpoint(path: str | Path, what: str, command: str) -> dict:

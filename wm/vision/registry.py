@@ -12,6 +12,8 @@ from pathlib import Path
 
 from torch import nn
 
+from wm.utils.hub import looks_like_hub_id
+
 
 def tokenizer_config(tokenizer: nn.Module) -> dict:
     """``{"_target_": dotted class path, **constructor kwargs}`` of a ``wm.vision`` tokenizer."""
@@ -72,10 +74,3 @@ def load_tokenizer(ckpt_path: str | Path, frozen: bool = True,
     if frozen:
         tokenizer.eval().requires_grad_(False)
     return tokenizer
-
-
-def looks_like_hub_id(name: str) -> bool:
-    """``owner/name`` with no file suffix (``thuml/rt1-frame-tokenizer``), not a local path."""
-    parts = name.split("/")
-    return len(parts) == 2 and all(parts) and not name.endswith((".ckpt", ".pt", ".pth")) \
-        and not name.startswith((".", "~"))
