@@ -259,3 +259,18 @@ def tiny_llama_factory(seed: int = 0):
 
 def isfinite(x: float) -> bool:
     return isinstance(x, float) and math.isfinite(x)
+
+
+def run_probe(probe: Path, devices: int, out: Path, *extra: str):
+    """Run a DDP probe script (``tests/ddp_*_probe.py``) on ``devices`` CPU ranks, one thread
+    each; returns what it saved to ``out`` (``torch.load``)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(probe), "--devices", str(devices), "--out",
+                           str(out), *extra], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return torch.load(out)

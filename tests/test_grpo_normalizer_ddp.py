@@ -1,25 +1,19 @@
 """The cross-rank loss normalizer (global token count, loss x world size) under real DDP, with
 plain SGD (scale-sensitive, unlike AdamW): a 2-process step on a fixed global batch with uneven
 token counts per rank lands on the weights of one process taking the whole batch."""
-import os
-import subprocess
 import sys
 
 import pytest
 import torch
 
-from stage_fixtures import ROOT
+from stage_fixtures import ROOT, run_probe
 
 pytestmark = pytest.mark.slow
 PROBE = ROOT / "tests" / "ddp_update_probe.py"
 
 
 def _run(devices: int, out):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(PROBE), "--devices", str(devices), "--out", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return torch.load(out)
+    return run_probe(PROBE, devices, out)
 
 
 def test_two_rank_sgd_step_equals_one_process(tmp_path):

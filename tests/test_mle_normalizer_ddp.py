@@ -1,25 +1,17 @@
 """The MLE loss normalizer under real DDP (global loss-token count, loss x world size), with
 plain SGD (scale-sensitive): a 2-process step whose ranks hold 39 and 2 target tokens lands on
 the weights of one process taking the whole batch (a per-rank token mean is off by ~165 %)."""
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
-from stage_fixtures import ROOT, tiny_llama_factory
+from stage_fixtures import ROOT, run_probe, tiny_llama_factory
 
 pytestmark = pytest.mark.slow
 PROBE = ROOT / "tests" / "ddp_mle_probe.py"
 
 
 def _run(devices: int, out):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(PROBE), "--devices", str(devices), "--out", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return torch.load(out)
+    return run_probe(PROBE, devices, out)
 
 
 def test_two_rank_mle_step_equals_one_process(tmp_path):
