@@ -298,12 +298,15 @@ def test_gradient_checkpointing_is_not_part_of_the_run_identity():
     assert fingerprint(ids[0]) == fingerprint(ids[1])
 
 
-def test_grpo_gradient_checkpointing_only_without_shared_prefix():
-    """GRPO's shared-prefix passes carry a KV cache that Hugging Face drops inside checkpointed
-    layers: the stage turns checkpointing off there, on with ``shared_prefix=false``, where a
-    bf16 step then runs on-policy."""
+def test_grpo_gradient_checkpointing_with_the_shared_prefix():
+    """GRPO checkpoints activations under the shared prefix too (the response pass reads the
+    prompts' cached keys/values, which the replay reads again): the policy's layers are
+    checkpointed, the shared-prefix loss's gradients equal the uncheckpointed ones, and a bf16
+    step runs on-policy with KL 0."""
     from stage_fixtures import TargetTokenData, TargetTokenTask
+    from wm.language.model import set_gradient_checkpointing
     from wm.rl.loss import GRPOLossConfig
+    from wm.rollout.forward import grouped_response_logits
     from wm.stages.grpo import GRPOModule
     from wm.world.llama import build_llama
 
@@ -311,18 +314,36 @@ def test_grpo_gradient_checkpointing_only_without_shared_prefix():
                       intermediate_size=64, max_position_embeddings=64, seed=0,
                       gradient_checkpointing=True)
     opt = partial(torch.optim.AdamW, lr=1e-3)
-    import warnings
+    module = GRPOModule(TargetTokenTask(), factory, opt, GRPOLossConfig(), init_policy=None,
+                        group_size=4, micro_batch_size=16, shared_prefix=True)
+    policy = module.policy
+    assert policy.is_gradient_checkpointing
 
-    for shared, on in ((True, False), (False, True)):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            module = GRPOModule(TargetTokenTask(), factory, opt, GRPOLossConfig(),
-                                init_policy=None, group_size=4, micro_batch_size=16,
-                                shared_prefix=shared)
-        assert module.policy.is_gradient_checkpointing is on
-        # the inactive switch is said, naming the option that activates it
-        said = [str(w.message) for w in caught if "is inactive in GRPO" in str(w.message)]
-        assert bool(said) is shared and all("shared_prefix=false" in m for m in said)
+    g = torch.Generator().manual_seed(0)
+    B, G, P, T = 2, 4, 7, 5
+    vocab = policy.config.vocab_size
+    prompts = torch.randint(vocab, (B, P), generator=g)
+    mask = torch.ones(B, P, dtype=torch.bool)
+    responses = torch.randint(vocab, (B * G, T), generator=g)
+    weights = torch.randn(B * G, T, vocab, generator=g)
+
+    def grads(on: bool) -> dict:
+        set_gradient_checkpointing(policy, on)
+        policy.train().zero_grad()
+        calls, mlp = [], policy.model.layers[0].mlp
+        forward = mlp.forward                  # counts replays too (hooks do not see them)
+        mlp.forward = lambda x: (calls.append(1), forward(x))[1]
+        logits = grouped_response_logits(policy, prompts, mask, responses, G)
+        (logits.float() * weights).sum().backward()
+        del mlp.forward
+        return {n: p.grad.clone() for n, p in policy.named_parameters()}, len(calls)
+
+    plain, n_plain = grads(False)
+    ckpt, n_ckpt = grads(True)
+    assert n_ckpt > n_plain          # the response pass was replayed in the backward pass
+    for k in plain:
+        torch.testing.assert_close(ckpt[k], plain[k], rtol=0, atol=1e-6, msg=k)
+
     trainer = L.Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False,
                         limit_val_batches=0, precision="bf16-mixed")

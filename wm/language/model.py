@@ -80,9 +80,10 @@ def set_gradient_checkpointing(model, enabled: bool):
     Non-reentrant checkpointing (``use_reentrant=False``), so a LoRA model whose frozen
     embeddings give inputs without ``requires_grad`` still gets its adapters' gradients (the
     reentrant variant needs ``enable_input_require_grads``); the gradients equal those without
-    checkpointing (tests/test_bf16.py). Active only in ``train()`` mode and without a KV cache:
-    Hugging Face drops ``past_key_values`` inside checkpointed layers, so a pass that carries a
-    cache (GRPO's shared-prefix pass) must run with it off (``wm.stages.grpo``)."""
+    checkpointing (tests/test_bf16.py). Active only in ``train()`` mode. Hugging Face drops
+    ``past_key_values`` inside checkpointed layers; GRPO's shared-prefix pass keeps its cache by
+    checkpointing only the response pass, which reads the cache and does not write it
+    (``wm.rollout.forward``)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if enabled:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

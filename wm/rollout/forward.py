@@ -19,6 +19,8 @@ that each chunk's backward frees its own graph.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 
@@ -41,6 +43,32 @@ def response_logits(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
     return out.logits[:, :-1]                                                # (N, L, V)
 
 
+@contextmanager
+def _cache_checkpointing(model, prompt: bool):
+    """Activation checkpointing around a pass that carries a ``PrefixBroadcastCache``.
+
+    Hugging Face drops ``past_key_values`` inside a checkpointed layer unless the layer declares
+    that it only reads the cache (``_can_checkpoint_with_cache``). The response pass only reads
+    it (the prompts' keys/values; nothing is stored), so the replay in the backward pass reads
+    the same states: allowed there, exact. The prompt pass writes the cache, so it runs without
+    checkpointing (its activations are one row per group). A no-op when checkpointing is off."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    layers = [m for m in model.modules()
+              if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing]
+    for m in layers:
+        if prompt:
+            m.gradient_checkpointing = False
+        else:
+            m._can_checkpoint_with_cache = True
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.gradient_checkpointing = True
+            m.__dict__.pop("_can_checkpoint_with_cache", None)
+
+
 def prompt_prefix(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor):
     """Run B prompts once (with gradients when enabled).
 
@@ -55,10 +83,11 @@ def prompt_prefix(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor):
     prompt_mask = prompt_mask.bool()
     padded = not bool(prompt_mask.all())
     cache = PrefixBroadcastCache(1)
-    out = model(input_ids=prompt_ids, position_ids=_prompt_positions(prompt_mask),
-                attention_mask=_attention(prompt_mask if padded else None, P, P,
-                                          prompt_ids.device),
-                past_key_values=cache, use_cache=True, logits_to_keep=1)
+    with _cache_checkpointing(model, prompt=True):
+        out = model(input_ids=prompt_ids, position_ids=_prompt_positions(prompt_mask),
+                    attention_mask=_attention(prompt_mask if padded else None, P, P,
+                                              prompt_ids.device),
+                    past_key_values=cache, use_cache=True, logits_to_keep=1)
     return cache, out.logits[:, -1:]
 
 
@@ -92,8 +121,11 @@ def logits_from_prefix(model, cache, first: torch.Tensor, prompt_mask: torch.Ten
     mask4d = _attention(key_valid, L, P + L, dev)                            # (B*g, 1, L, P+L)
     if mask4d is None:       # no padding: causal over the response, full view of the prompt
         mask4d = _attention(torch.ones(1, P + L, dtype=torch.bool, device=dev), L, P + L, dev)
-    out = model(input_ids=response_ids, position_ids=pos, attention_mask=mask4d,
-                past_key_values=cache, use_cache=True, logits_to_keep=L)
+    with _cache_checkpointing(model, prompt=False):
+        # use_cache=False: the cache is read through past_key_values (a checkpointed layer
+        # would otherwise warn that it turns use_cache off); nothing is stored either way
+        out = model(input_ids=response_ids, position_ids=pos, attention_mask=mask4d,
+                    past_key_values=cache, use_cache=False, logits_to_keep=L)
     return torch.cat([first, out.logits[:, :-1]], dim=1)                    # (B*g, L, V)
 
 

@@ -44,7 +44,6 @@ from contextlib import contextmanager
 
 import torch
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_warn
 
 from wm.language.model import (gradient_checkpointing_setting, reference_logits_context,
                                set_gradient_checkpointing)
@@ -95,15 +94,9 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         # every GRPO pass (sampling, old/reference/current log-probs) in one dropout mode: none
         disable_dropout(self.policy)
         # the sampler and every recomputation take float32 logits, also under bf16 autocast;
-        # checkpointing only where no pass carries a KV cache (HF drops it in checkpointed layers)
+        # checkpointing recomputes the response pass's layers (the prompt pass keeps its own)
         fp32_logits(self.policy)
-        checkpointing = gradient_checkpointing_setting(model)
-        set_gradient_checkpointing(self.policy, checkpointing and not self.cfg.shared_prefix)
-        if checkpointing and self.cfg.shared_prefix:
-            rank_zero_warn("model.gradient_checkpointing=true is inactive in GRPO's shared-prefix "
-                           "update (its KV cache cannot pass checkpointed layers); set "
-                           "stage.module.shared_prefix=false to checkpoint activations (each row "
-                           "then re-runs its prompt) or lower stage.module.micro_batch_size")
+        set_gradient_checkpointing(self.policy, gradient_checkpointing_setting(model))
         self.optimizer_factory = optimizer
         self.reference = None
         if loss.kl_coef > 0 and not hasattr(self.policy, "disable_adapter"):
