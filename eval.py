@@ -11,7 +11,7 @@ on data of another action dimension / frame size / vocabulary, on other data tha
 """
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from wm.cli.config_check import (check_added_keys, check_choices, check_override_types,
                                   one_line_errors)
@@ -19,6 +19,11 @@ from wm.cli.config_check import (check_added_keys, check_choices, check_override
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
+    if OmegaConf.is_missing(cfg, "ckpt"):
+        raise SystemExit("ckpt: eval.py needs what to evaluate: `ckpt=<a .ckpt file, an export "
+                         "folder or a hub id>` (e.g. `python eval.py "
+                         "ckpt=runs/pusht/grpo/checkpoints/last.ckpt data=pusht`), or a model-free "
+                         "row: `ckpt=copy_last_frame` / `ckpt=true_tokens`")
     with one_line_errors():
         overrides = HydraConfig.get().overrides.task
         check_override_types(cfg, overrides, "eval")

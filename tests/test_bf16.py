@@ -286,6 +286,22 @@ def test_eval_precision_bf16_samples_under_autocast(tiny_video, tmp_path, monkey
     assert keys["precision=bf16-mixed"]["precision"] == "bf16-mixed"
 
 
+def test_every_model_preset_offers_gradient_checkpointing():
+    """``model.gradient_checkpointing=true`` is settable without ``+`` on every model preset,
+    the offline language rig included, and reaches the built model."""
+    from stage_fixtures import CONF, compose_train
+    from hydra.utils import instantiate
+
+    presets = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+    assert "lm_tiny" in presets
+    for name in presets:
+        cfg = compose_train(["stage=mle", f"model={name}", "model.gradient_checkpointing=true"])
+        assert cfg.model.policy.gradient_checkpointing is True, name
+    model, _ = instantiate(compose_train(["stage=mle", "data=toy_text", "model=lm_tiny",
+                                          "model.gradient_checkpointing=true"]).model.policy)()
+    assert model.is_gradient_checkpointing
+
+
 def test_gradient_checkpointing_is_not_part_of_the_run_identity():
     """Switching checkpointing changes memory, not the maths: the same run resumes, and runs
     made before the switch existed keep their identity (no ``gradient_checkpointing`` in it)."""

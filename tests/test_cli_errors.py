@@ -84,6 +84,17 @@ def test_the_command_line_prints_one_line_for_a_wrong_type():
                      "`stage.max_steps=1000` (its default)"], out.stderr
 
 
+def test_eval_without_ckpt_says_what_to_pass():
+    """``python eval.py`` alone: one line naming ``ckpt=`` and a working example (issue #24,
+    item 7; it was a 12-line MissingMandatoryValue traceback)."""
+    out = subprocess.run([sys.executable, "eval.py"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode != 0
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ckpt: ") and "Traceback" not in out.stderr
+    assert "ckpt=runs/pusht/grpo/checkpoints/last.ckpt" in lines[0], lines
+
+
 def test_a_value_outside_its_choices_fails_before_any_run_folder_or_checkpoint(tmp_path):
     """Found by a new-user trial: ``data.task.decoding=pixels`` was reported only after the run
     folder's identity and the tokenizer checkpoint (a missing-checkpoint message first)."""

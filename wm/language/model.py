@@ -209,7 +209,7 @@ def _write_manifest(out: Path, paths: dict[str, Path], base: str | None) -> None
     import json
 
     what = {
-        "merged": ("the trained policy, adapters merged",
+        "merged": ("the trained policy as a plain model (LoRA adapters, if any, merged in)",
                    "transformers.AutoModelForCausalLM.from_pretrained('{}')"),
         "adapter": (f"the trained policy's LoRA weights on the base {base}",
                     "peft.AutoPeftModelForCausalLM.from_pretrained('{}')"),
