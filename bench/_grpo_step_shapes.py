@@ -70,18 +70,18 @@ def low_id_rate(tokens: torch.Tensor) -> torch.Tensor:
     return (tokens < REWARD_HI).float().mean(dim=1)
 
 
-class VideoLayoutTask(nn.Module):
-    """The video single-step layout without frames: prompt ids in, L free visual ids out."""
+class IdsTask(nn.Module):
+    """The plumbing every synthetic benchmark task shares: built from its factory (no checkpoint
+    to start from), no DataModule to connect, ``batch["prompt"]`` ids in and ``response_len``
+    free ids in ``[lo, hi)`` out."""
 
-    higher_is_better = {"reward": True, "low_id_rate": True}
-
-    def __init__(self, response_len: int = L_VIDEO, visual: int = VISUAL):
+    def __init__(self, response_len: int, lo: int, hi: int):
         super().__init__()
-        self.L, self.visual = response_len, visual
+        self.response_len, self.lo, self.hi = int(response_len), int(lo), int(hi)
 
     def build_policy(self, factory, init=None):
         if init:
-            raise ValueError("VideoLayoutTask has no checkpoint to start from")
+            raise ValueError(f"{type(self).__name__} has no checkpoint to start from")
         return factory()
 
     def policy_checkpoint(self, policy) -> dict:
@@ -95,8 +95,17 @@ class VideoLayoutTask(nn.Module):
         from wm.tasks.base import Prompts
 
         ids = batch["prompt"]
-        plan = ResponsePlan(self.L, allowed_lo=0, allowed_hi=self.visual)
+        plan = ResponsePlan(self.response_len, allowed_lo=self.lo, allowed_hi=self.hi)
         return Prompts(ids, torch.ones_like(ids, dtype=torch.bool), plan)
+
+
+class VideoLayoutTask(IdsTask):
+    """The video single-step layout without frames: prompt ids in, L free visual ids out."""
+
+    higher_is_better = {"reward": True, "low_id_rate": True}
+
+    def __init__(self, response_len: int = L_VIDEO, visual: int = VISUAL):
+        super().__init__(response_len, 0, visual)
 
     def decode(self, tokens, batch, group_size):
         return {"tokens": tokens}

@@ -47,8 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
+from bench._grpo_step_shapes import IdsTask  # noqa: E402
 from bench._report import DOC, machine, markdown_table, write_section  # noqa: E402
 
 PHASES = ("video_single", "video_multi", "text_sft", "text_grpo")
@@ -130,13 +130,13 @@ def build_policy(spec: Spec, device: torch.device, gradient_checkpointing: bool 
     return set_gradient_checkpointing(model, gradient_checkpointing)
 
 
-class RandomIdsTask(nn.Module):
+class RandomIdsTask(IdsTask):
     """Random prompt ids in, ``spec.response`` sampled ids out; reward -MAE of the decoded first
     frame to a fixed frame (``spec.frame``) or the fraction of ids in the lower half of the
     range (verifiable on the ids). Teacher-forcing targets for SFT: fixed random ids."""
 
     def __init__(self, spec: Spec):
-        super().__init__()
+        super().__init__(spec.response, spec.lo, spec.hi)
         self.spec = spec
         self.frames = None
         if spec.frame is not None:
@@ -147,23 +147,6 @@ class RandomIdsTask(nn.Module):
                 else FrameTokenizer(**spec.frame)
             self.frames.requires_grad_(False).eval()
         self.higher_is_better = {"reward": True}
-
-    def build_policy(self, factory, init=None):
-        return factory()
-
-    def policy_checkpoint(self, policy) -> dict:
-        return {"config": policy.config.to_dict()}
-
-    def connect(self, datamodule) -> None:
-        pass
-
-    def prompts(self, batch):
-        from wm.rollout.plan import ResponsePlan
-        from wm.tasks.base import Prompts
-
-        ids = batch["prompt"]
-        plan = ResponsePlan(self.spec.response, allowed_lo=self.spec.lo, allowed_hi=self.spec.hi)
-        return Prompts(ids, torch.ones_like(ids, dtype=torch.bool), plan)
 
     def responses(self, batch):
         from wm.tasks.base import Responses
