@@ -87,6 +87,18 @@ def test_config_validation_messages():
         grpo_loss(LOGP, LOGP, REF, ADV, MASK, GRPOLossConfig(entropy_coef=0.1))
 
 
+@pytest.mark.parametrize("field,value", [
+    ("eps_low", 1.0), ("eps_high", -0.1), ("dual_clip", 0.5), ("kl_coef", -1.0),
+    ("entropy_coef", -0.1), ("kl_estimator", "k9"), ("aggregation", "tokenmean"),
+    ("advantage", "rank"), ("advantage_eps", -1.0), ("importance", "word"), ("max_len", 0)])
+def test_every_loss_error_names_the_command_line_option(field, value):
+    """Each refusal starts with the override the user typed, ``stage.module.loss.<f>=<v>:``
+    (the CLI prints such errors as one line; new-user trial: short names were ambiguous)."""
+    with pytest.raises(ValueError) as err:
+        GRPOLossConfig(**{field: value}).validate()
+    assert str(err.value).startswith(f"stage.module.loss.{field}={value!r}: "), str(err.value)
+
+
 def test_token_logprobs_and_entropy_hand_computed():
     logits = torch.tensor([[[0.0, 0.0, math.log(2.0)], [5.0, 5.0, 5.0]]])  # probs 1/4 1/4 1/2
     tokens = torch.tensor([[2, 0]])

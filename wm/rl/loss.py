@@ -58,34 +58,36 @@ class GRPOLossConfig:
     other aggregations weigh responses by length), else ``validate`` refuses it."""
 
     def validate(self) -> "GRPOLossConfig":
-        """Raise ``ValueError`` naming the bad field and how to fix it; returns self."""
+        """Raise ``ValueError`` naming the option (``stage.module.loss.<field>=<value>``) and how
+        to fix it; returns self."""
+        def bad(name: str, why: str):
+            raise ValueError(f"stage.module.loss.{name}={getattr(self, name)!r}: {why}")
+
         if self.eps_low < 0 or self.eps_low >= 1:
-            raise ValueError(f"eps_low must be in [0, 1), got {self.eps_low} "
-                             "(the ratio is clipped at 1 - eps_low)")
+            bad("eps_low", "must be in [0, 1) (the ratio is clipped at 1 - eps_low; reference 0.2)")
         if self.eps_high < 0:
-            raise ValueError(f"eps_high must be >= 0, got {self.eps_high}")
+            bad("eps_high", "must be >= 0 (reference 0.2; DAPO clip-higher 0.28)")
         if self.dual_clip is not None and self.dual_clip <= 1.0:
-            raise ValueError(f"dual_clip must be > 1.0 or null to disable it, got {self.dual_clip}")
+            bad("dual_clip", "must be > 1.0, or null to disable it (reference 3.0)")
         if self.kl_coef < 0:
-            raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef}")
+            bad("kl_coef", "must be >= 0 (0 disables the KL term; reference 0.001)")
         if self.entropy_coef < 0:
-            raise ValueError(f"entropy_coef must be >= 0 (it is a bonus), got {self.entropy_coef}")
-        for field, value, registry in (("kl_estimator", self.kl_estimator, KL_ESTIMATORS),
-                                       ("aggregation", self.aggregation, AGGREGATIONS),
-                                       ("advantage", self.advantage, ADVANTAGES)):
-            if value not in registry:
-                raise ValueError(f"unknown {field} {value!r}; valid values: {sorted(registry)}")
+            bad("entropy_coef", "must be >= 0 (it is a bonus; reference 0)")
+        for name, registry in (("kl_estimator", KL_ESTIMATORS), ("aggregation", AGGREGATIONS),
+                               ("advantage", ADVANTAGES)):
+            if getattr(self, name) not in registry:
+                bad(name, f"unknown {name}; valid values: {sorted(registry)}")
         if self.advantage_eps < 0:
-            raise ValueError(f"advantage_eps must be >= 0, got {self.advantage_eps}")
+            bad("advantage_eps", "must be >= 0")
         if self.importance not in IMPORTANCE_LEVELS:
-            raise ValueError(f"unknown importance {self.importance!r}; valid values: "
-                             f"{list(IMPORTANCE_LEVELS)} (sequence = GSPO)")
+            bad("importance", f"unknown importance; valid values: {list(IMPORTANCE_LEVELS)} "
+                              "(sequence = GSPO)")
         if self.importance == "sequence" and self.aggregation != "seq-mean-token-mean":
-            raise ValueError(f"importance=sequence (GSPO) with aggregation={self.aggregation!r} "
-                             "weighs responses by length; GSPO averages over responses: set "
-                             "stage.module.loss.aggregation=seq-mean-token-mean")
+            bad("aggregation", "with importance=sequence (GSPO) it weighs responses by length; "
+                               "GSPO averages over responses: set "
+                               "stage.module.loss.aggregation=seq-mean-token-mean")
         if self.max_len is not None and self.max_len <= 0:
-            raise ValueError(f"max_len must be a positive int or null, got {self.max_len}")
+            bad("max_len", "must be a positive int or null (the plan's response length)")
         return self
 
 
