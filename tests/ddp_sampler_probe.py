@@ -64,6 +64,8 @@ def _worker(rank: int, port: int, out: str):
     dist.all_gather_object(gathered, results)
     if rank == 0:
         Path(out).write_text(json.dumps({m: [g[m] for g in gathered] for m in results}))
+    del model, mesh                   # FSDP2 state and the mesh's groups go before the process group
+    dist.barrier()
     dist.destroy_process_group()
 
 

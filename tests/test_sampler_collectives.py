@@ -26,11 +26,18 @@ def _free_port() -> int:
 def counts(tmp_path_factory):
     out = tmp_path_factory.mktemp("sampler") / "counts.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(PROBE), "--out", str(out),
-                           "--port", str(_free_port())],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return json.loads(out.read_text())
+    # A rank of this 2-process gloo probe is now and then killed by SIGABRT ("terminate called
+    # without an active exception", about 1 run in 6 on a loaded 2-core machine, at no fixed
+    # point): the run is repeated, up to 3 times; the counts it writes are asserted strictly.
+    errors = []
+    for _ in range(3):
+        proc = subprocess.run([sys.executable, str(PROBE), "--out", str(out),
+                               "--port", str(_free_port())],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        if proc.returncode == 0:
+            return json.loads(out.read_text())
+        errors.append(proc.stdout[-1000:] + proc.stderr[-3000:])
+    raise AssertionError("the sampler probe failed 3 times:\n" + "\n---\n".join(errors))
 
 
 def test_no_per_token_all_reduce_without_sharding(counts):
