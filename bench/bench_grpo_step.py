@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from bench import _grpo_step_shapes as S  # noqa: E402
+from wm.utils.phases import rss_mb  # noqa: E402
 
 LR, BETA = 1e-4, 0.001
 PHASES = ("sample", "score", "old_logp", "ref_logp", "update")
@@ -62,11 +63,6 @@ def peak_rss_mb() -> float:
     that high-water mark lazily (when memory is unmapped), so the current RSS can be above it
     for a while: the larger of the two."""
     return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rss_mb())
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def medians(rows: list[dict], drop_first: bool = True) -> dict:

@@ -207,7 +207,7 @@ def test_chunked_video_scores_equal_one_call(tmp_path, monkeypatch):
 # -------------------------------------------------------------------- phase peak memory
 _PHASE_PROBE = """
 import json, torch
-from wm.rollout.scoring import phase
+from wm.utils.phases import phase
 times, peaks = {}, {}
 with phase("big", times, peaks):
     x = torch.ones(64 * 2**20 // 4)                  # 64 MB, touched

@@ -24,7 +24,7 @@ log-prob passes compute a prompt once per group and serve its row chunks from it
 the update recomputes the prompt per chunk (exact; costs ceil(G / micro_batch_size) - 1 extra
 prompt forwards and backwards per group) so each chunk's graph is freed by its backward. The
 sampler still holds every row's cache at once. Each phase logs its wall time
-(``grpo/time/<phase>``) and peak memory (``grpo/peak_mem_mb/<phase>``, ``scoring.phase``).
+(``grpo/time/<phase>``) and peak memory (``grpo/peak_mem_mb/<phase>``, ``wm.utils.phases``).
 
 On-policy by construction (the bugs TRL and verl fixed): every training-side log-prob (old,
 reference, current) and the entropy are of the distribution the sampler drew from, the allowed
@@ -52,14 +52,15 @@ from wm.rl.loss import GRPOLossConfig, grpo_loss
 from wm.rollout.distribution import sampling_entropy, sampling_logprobs
 from wm.rollout.forward import (grouped_response_logits, logits_from_prefix, prompt_prefix,
                                 response_logits)
-from wm.rollout.scoring import phase, row_chunks, sample_and_score
+from wm.rollout.scoring import row_chunks, sample_and_score
 from wm.stages.checkpointing import PolicyCheckpointMixin
 from wm.stages.dynamic_sampling import refill
 from wm.stages.grpo_settings import GRPOSettings
 from wm.stages.schedules import warmup_constant_schedule
 from wm.stages.score_logging import log_scores
-from wm.stages.sharding import gradient_sync, shard_policy
+from wm.stages.sharding import gradient_sync, shard_policy, sum_across_ranks
 from wm.utils.dropout import disable_dropout
+from wm.utils.phases import phase
 from wm.utils.precision import fp32_logits
 from wm.utils.seeding import seeded_generator
 
@@ -119,9 +120,6 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         else:
             with reference_logits_context(self.policy) as base:
                 yield base
-
-    def _sum_across_ranks(self, value: torch.Tensor) -> torch.Tensor:
-        return self.trainer.strategy.reduce(value.detach().float().clone(), reduce_op="sum")
 
     def _group_logits(self, model, prompts, tokens, groups, rows):
         """Logits (n*g, L, V) of the response ``rows`` (n*g,): g rows of each of the prompt
@@ -231,7 +229,7 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         logp_diff = (diff.mean(), diff.max()) if diff.numel() else (diff.new_zeros(()),) * 2
 
         # 4. logging (namespaced; see docs/metrics.md)
-        n_tok = self._sum_across_ranks(mask.sum())
+        n_tok = sum_across_ranks(self.trainer, mask.sum())
         log_scores(self, "grpo/reward", rewards, with_std=True)
         log_scores(self, "grpo/metric", metrics, with_std=True)
         self.log("grpo/frac_reward_zero_std", frac_zero_std(reward, G), sync_dist=True)
@@ -270,8 +268,9 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
                 step_rows = (step_groups[:, None] * hp.group_size
                              + torch.arange(hp.group_size, device=self.device)).flatten()
                 # global normalizers: tokens / sequences of this mini-batch on ALL ranks
-                g_tok = self._sum_across_ranks(mask[step_rows].sum()).clamp(min=1)
-                g_seq = self._sum_across_ranks((mask[step_rows].sum(1) > 0).sum()).clamp(min=1)
+                g_tok = sum_across_ranks(self.trainer, mask[step_rows].sum()).clamp(min=1)
+                g_seq = sum_across_ranks(self.trainer,
+                                         (mask[step_rows].sum(1) > 0).sum()).clamp(min=1)
                 opt.zero_grad()
                 step_stats: dict[str, torch.Tensor] = {}
                 micro = self._micro_batches(step_groups)

@@ -27,7 +27,7 @@ from wm.rollout.scoring import sample_and_score
 from wm.stages.checkpointing import PolicyCheckpointMixin
 from wm.stages.schedules import warmup_constant_schedule
 from wm.stages.score_logging import log_scores
-from wm.stages.sharding import shard_policy
+from wm.stages.sharding import shard_policy, sum_across_ranks
 from wm.utils.precision import fp32_logits
 from wm.utils.seeding import seeded_generator
 
@@ -88,17 +88,11 @@ class MLEModule(PolicyCheckpointMixin, L.LightningModule):
         total, n = self.loss_sum(batch)
         return total / n.clamp(min=1)
 
-    def _sum_across_ranks(self, x: torch.Tensor) -> torch.Tensor:
-        trainer = self._trainer
-        if trainer is None or trainer.world_size <= 1:
-            return x
-        return trainer.strategy.reduce(x.detach().float(), reduce_op="sum")
-
     def training_step(self, batch, batch_idx):
         total, n = self.loss_sum(batch)
         world = max(self.trainer.world_size, 1)
         # token mean of the global batch; x world size because the strategy averages gradients
-        loss = total * world / self._sum_across_ranks(n).clamp(min=1)
+        loss = total * world / sum_across_ranks(self.trainer, n).clamp(min=1)
         self.log("train/loss", loss.detach(), prog_bar=True, sync_dist=world > 1)
         return loss
 

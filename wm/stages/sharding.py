@@ -1,5 +1,6 @@
-"""FSDP2 sharding of a stage's policy (and frozen reference) over the data-parallel mesh, and
-when a backward communicates its gradients (once per optimizer step, DDP and FSDP2 alike)."""
+"""FSDP2 sharding of a stage's policy (and frozen reference) over the data-parallel mesh, when a
+backward communicates its gradients (once per optimizer step, DDP and FSDP2 alike), and the
+cross-rank sums the stages' global normalisers are made of."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -58,3 +59,9 @@ def gradient_sync(module, sync: bool):
     else:
         with strategy.block_backward_sync():
             yield
+
+
+def sum_across_ranks(trainer, value: torch.Tensor) -> torch.Tensor:
+    """``value`` summed over all ranks (detached, float32; itself in one process): the global
+    token / sequence counts the MLE and GRPO losses are normalised by."""
+    return trainer.strategy.reduce(value.detach().float().clone(), reduce_op="sum")
