@@ -45,8 +45,7 @@ from contextlib import contextmanager
 import torch
 import lightning as L
 
-from wm.language.model import (gradient_checkpointing_setting, reference_logits_context,
-                               set_gradient_checkpointing)
+from wm.language.model import apply_factory_settings, reference_logits_context
 from wm.rl.advantages import frac_zero_std, group_advantages
 from wm.rl.loss import GRPOLossConfig, grpo_loss
 from wm.rollout.distribution import sampling_entropy, sampling_logprobs
@@ -97,7 +96,7 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         # the sampler and every recomputation take float32 logits, also under bf16 autocast;
         # checkpointing recomputes the response pass's layers (the prompt pass keeps its own)
         fp32_logits(self.policy)
-        set_gradient_checkpointing(self.policy, gradient_checkpointing_setting(model))
+        apply_factory_settings(self.policy, model)
         self.optimizer_factory = optimizer
         self.reference = None
         if loss.kl_coef > 0 and not hasattr(self.policy, "disable_adapter"):

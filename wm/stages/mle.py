@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 import lightning as L
 
-from wm.language.model import gradient_checkpointing_setting, set_gradient_checkpointing
+from wm.language.model import apply_factory_settings
 from wm.rollout.forward import response_logits
 from wm.rollout.scoring import sample_and_score
 from wm.stages.checkpointing import PolicyCheckpointMixin
@@ -55,7 +55,7 @@ class MLEModule(PolicyCheckpointMixin, L.LightningModule):
         self.task = task
         self.policy = task.build_policy(model, init=init_policy)
         fp32_logits(self.policy)          # float32 logits (and loss) under bf16 autocast
-        set_gradient_checkpointing(self.policy, gradient_checkpointing_setting(model))
+        apply_factory_settings(self.policy, model)
         self.optimizer_factory = optimizer
 
     def setup(self, stage: str) -> None:
