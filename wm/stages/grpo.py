@@ -25,6 +25,8 @@ the update recomputes the prompt per chunk (exact; costs ceil(G / micro_batch_si
 prompt forwards and backwards per group) so each chunk's graph is freed by its backward. The
 sampler still holds every row's cache at once. Each phase logs its wall time
 (``grpo/time/<phase>``) and peak memory (``grpo/peak_mem_mb/<phase>``, ``wm.utils.phases``).
+Completion lengths, clipping at the budget and parse failures are logged as TRL names them
+(``grpo/completions/*``, ``grpo/parse_fail_*``; ``wm.stages.completion_stats``).
 
 On-policy by construction (the bugs TRL and verl fixed): every training-side log-prob (old,
 reference, current) and the entropy are of the distribution the sampler drew from, the allowed
@@ -53,6 +55,7 @@ from wm.rollout.forward import (grouped_response_logits, logits_from_prefix, pro
                                 response_logits)
 from wm.rollout.scoring import row_chunks, sample_and_score
 from wm.stages.checkpointing import PolicyCheckpointMixin
+from wm.stages.completion_stats import log_completion_stats
 from wm.stages.dynamic_sampling import refill
 from wm.stages.grpo_settings import GRPOSettings
 from wm.stages.schedules import warmup_constant_schedule
@@ -233,6 +236,7 @@ class GRPOModule(PolicyCheckpointMixin, L.LightningModule):
         log_scores(self, "grpo/metric", metrics, with_std=True)
         self.log("grpo/frac_reward_zero_std", frac_zero_std(reward, G), sync_dist=True)
         self.log("grpo/reward_nan", nan.float().mean(), sync_dist=True)
+        log_completion_stats(self, rollout, prompts.plan.eos_id, rewards)   # TRL's completions/*
         self.log("grpo/logp_diff/mean", logp_diff[0], sync_dist=True)
         self.log("grpo/logp_diff/max", logp_diff[1], sync_dist=True, reduce_fx="max")
         self.log("grpo/rollout_tokens_per_s",
