@@ -12,6 +12,7 @@ WORLDS = {
     "bytesized32": "wm.data.text_worlds.bytesized32.ByteSized32World",
     "webarena": "wm.data.text_worlds.webarena.WebArenaWorld",
     "toy": "wm.data.text_worlds.toy.ToyWorld",
+    "text_jsonl": "wm.data.text_worlds.jsonl.JsonlTextWorld",
 }
 
 
