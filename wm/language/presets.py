@@ -64,21 +64,22 @@ def corpus_texts(files: list[str] | None, max_chars: int = CORPUS_CHARS) -> list
 
 def tiny_causal_lm(vocab_size: int = 512, hidden: int = 64, layers: int = 2, heads: int = 4,
                    lora: dict | None = None, seed: int = 0, corpus_files: list[str] | None = None,
-                   gradient_checkpointing: bool = False):
+                   gradient_checkpointing: bool = False, trainable_layers: int | None = None):
     """``(model, tokenizer)``: a tiny random Qwen2 with a BPE tokenizer trained on the fly on
     :func:`builtin_corpus` plus the text of ``corpus_files`` (:func:`corpus_texts`). A dataset's
     own text gives its tokenizer merges for that text's words: WebArena pages take ~3 characters
     per token instead of ~1 with the built-in corpus alone, so prompts and targets fit
-    (``conf/data_model/webarena_lm_tiny.yaml``). ``gradient_checkpointing``: as in
-    :func:`wm.language.model.load_causal_lm`."""
-    from wm.language.model import apply_lora, set_gradient_checkpointing
+    (``conf/data_model/webarena_lm_tiny.yaml``). ``gradient_checkpointing``,
+    ``trainable_layers``: as in :func:`wm.language.model.load_causal_lm`."""
+    from wm.language.model import apply_lora, set_gradient_checkpointing, set_trainable_layers
     from wm.language.tiny import build_tiny_qwen2, train_bpe_tokenizer
 
     tokenizer = train_bpe_tokenizer(builtin_corpus() + corpus_texts(corpus_files),
                                     vocab_size=vocab_size)
     model = build_tiny_qwen2(tokenizer, hidden=hidden, layers=layers, heads=heads, seed=seed)
     set_gradient_checkpointing(model, gradient_checkpointing)
-    return (apply_lora(model, lora) if lora else model), tokenizer
+    model = apply_lora(model, lora) if lora else model
+    return set_trainable_layers(model, trainable_layers), tokenizer
 
 
 def lora_settings(factory) -> dict | None:
