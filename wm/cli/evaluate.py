@@ -226,6 +226,10 @@ def _evaluate_world_model(cfg, path: Path, ckpt: dict, dm, device, out_dir: Path
             f"data.task layout give {have} (data.task.layout, data.task.action_bins, "
             "data.task.visual_order): evaluate it with the settings it was trained with")
     policy = task.build_policy(None, init=str(path))
+    if getattr(task, "tokenizer", None) is not None:
+        # a text task has its tokenizer only now: connect again, so the held-out records get
+        # the training run's length filter (counted in the log), not every record unchecked
+        task.connect(dm)
     task.to(device)
     policy.to(device)
     from wm.utils.precision import autocast, fp32_logits
