@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+README = Path(__file__).resolve().parents[1] / "README.md"
 HEADER = "# Benchmarks\n\nEach section is written by the script named in it (`python bench/<name>.py`).\n"
 
 
@@ -39,3 +40,14 @@ def write_section(name: str, body: str, doc: Path = DOC) -> None:
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
+
+
+def write_readme_block(name: str, body: str, readme: Path = README) -> None:
+    """Replace the README's block between ``<!-- name:begin -->`` and ``<!-- name:end -->``
+    (both must be there: the README decides where a benchmark's result is shown)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = readme.read_text()
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"{readme}: no {begin} ... {end} block to write the {name} result into")
+    readme.write_text(pattern.sub(lambda _: f"{begin}\n{body.strip()}\n{end}", text))

@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -34,9 +33,9 @@ from bench._quickstart_floors import (floor_with_tokens_decoding, keep_oracle,  
 from bench._quickstart_verdict import (COPY, FLOOR, best_under,  # noqa: E402
                                        frontier_point, frontier_table, update_frontier,
                                        verdict)
-from bench._report import machine, markdown_table, write_section  # noqa: E402
+from bench._report import (machine, markdown_table, write_readme_block,  # noqa: E402
+                           write_section)
 
-README = ROOT / "README.md"
 FRONTIER = ROOT / "docs" / "quickstart_frontier.json"
 READING = """How to read the rows: `copy last frame` predicts the last context frame again (the bar a
 world model must clear); `true tokens (tokenizer floor)` decodes the true next frame's own
@@ -83,15 +82,6 @@ def run_quickstart(workdir: Path, extra: list[str], busy: bool = False) -> float
     return time.time() - t0
 
 
-def update_readme(block: str) -> None:
-    begin, end = "<!-- quickstart:begin -->", "<!-- quickstart:end -->"
-    text = README.read_text()
-    new = f"{begin}\n{block.strip()}\n{end}"
-    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
-    README.write_text(pattern.sub(lambda _: new, text) if pattern.search(text)
-                      else text.replace("QUICKSTART_RESULT", new))
-
-
 def describe(runs: Path) -> str:
     """The setting a run was made with, read from its stages' saved configs."""
     cfg = {s: OmegaConf.load(runs / s / "config.yaml") for s in ("tokenizer", "mle", "grpo")}
@@ -112,13 +102,13 @@ def write_default(body: str, total: float, comparison: str, summary: str,
                   verdict_text: str, why: str) -> None:
     """The default quickstart's report: docs/benchmarks.md's section and the README block."""
     write_section("quickstart", body)
-    update_readme(
+    write_readme_block("quickstart", (
         f"Measured on {os.cpu_count()} CPU cores ({total / 60:.0f} min in all, one torch thread), "
         f"the end of the output reads:\n\n{comparison}\n\n{summary}\n\n{verdict_text}\n\n"
         + why + "\n\n" + READING + "\n\nRLVR model on held-out episodes (rows alternate truth / prediction; the "
         "first two columns are the context frames). Settings tried and their minutes: "
         "[docs/benchmarks.md](docs/benchmarks.md), \"Quickstart settings tried\"."
-        "\n\n![truth vs RLVR prediction](docs/figures/quickstart_strip.png)")
+        "\n\n![truth vs RLVR prediction](docs/figures/quickstart_strip.png)"))
 
 
 def main() -> None:

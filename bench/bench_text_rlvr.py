@@ -12,7 +12,8 @@ the same held-out test transitions (the paper's split: test = the 2,954 released
 seeded subset whose prompt fits, see the experiment file), greedy decoding (the paper's
 validation setting). Columns as the paper's Table 1: exact-match accuracy on unchanged, changed
 and all transitions, plus the parse-failure rate, the mean task-specific reward, N, optimizer
-steps and minutes of every step. Writes docs/benchmarks.md (section ``text_rlvr``).
+steps and minutes of every step. Writes docs/benchmarks.md (section ``text_rlvr``) and the
+README block between its ``text_rlvr`` markers.
 Training curves (reward, held-out accuracy) are in ``<workdir>/runs/*/*/tb`` (TensorBoard).
 """
 from __future__ import annotations
@@ -29,7 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._report import machine, markdown_table, write_section  # noqa: E402
+from bench._report import (machine, markdown_table, write_readme_block,  # noqa: E402
+                           write_section)
 
 PAPER = ("| paper, 1.5B (Table 1) | base 11.98 / 0.08 / 7.11 | SFT 38.88 / 24.21 / 32.87 | RLVR "
          "task-specific 83.66 / 33.80 / 63.24 |")
@@ -91,6 +93,8 @@ class Bench:
         cmd = ["eval.py", f"ckpt={ckpt}", "experiment=bytesized32_smol_sft", "temperature=0",
                "data.task.reward_key=task_specific", f"out_dir={out}",
                f"batch_size={self.args.eval_batch_size}", *self.common]
+        if self.args.max_batches:
+            cmd.append(f"max_batches={self.args.max_batches}")
         self.timed(f"eval_{key}", cmd, out / "metrics.json")
         return json.loads((out / "metrics.json").read_text())["metrics"]
 
@@ -116,6 +120,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="steps run at once (one per core)")
     ap.add_argument("--eval-batch-size", type=int, default=8, help="prompts per eval batch "
                     "(decoding reads every weight once a step for all rows: memory-bound on CPU)")
+    ap.add_argument("--max-batches", type=int, default=None, help="score only the first N eval "
+                    "batches (a quick look; the table needs >= 300 transitions)")
     ap.add_argument("--no-write", action="store_true", help="do not write docs/benchmarks.md")
     args = ap.parse_args()
     from wm.language.smollm2 import resolve
@@ -158,6 +164,7 @@ def main() -> None:
     print(body)
     if not args.no_write:
         write_section("text_rlvr", body)
+        write_readme_block("text_rlvr", body)
 
 
 def run_jobs(jobs: dict, workers: int) -> dict:
