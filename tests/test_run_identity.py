@@ -186,3 +186,38 @@ def test_a_finished_upstream_run_and_a_loose_checkpoint_are_used(squares, tmp_pa
     (tok_run / "DONE").write_text("{}")
     fit_stage(compose_train(_mle(tmp_path, a, tok)))
     fit_stage(compose_train(_mle(tmp_path / "loose", a, loose)))   # not in a run folder
+
+
+# ------------------------------------------------ a changed setting: the difference, a fix
+def test_a_changed_setting_shows_the_differing_entry_and_a_command_that_works(squares, tmp_path):
+    """Issue #24 item 6: the refusal showed ``model.policy={"_target_": ...`` cut off before
+    the differing entry, and its ``run_name=`` moved the default tokenizer path to a run that
+    does not exist. Here the tokenizer is the run family's own (found through ``run_name``)."""
+    a, _, _ = squares
+    tok_run = tmp_path / "runs" / "pusht" / "tokenizer"
+    save_tiny_tokenizer(tok_run / "checkpoints" / "last.ckpt")
+    (tok_run / "config.yaml").write_text("stage: {name: tokenizer}\n")
+    (tok_run / "DONE").write_text("{}")
+    base = [o for o in _mle(tmp_path, a, tok_run) if not o.startswith("data.task.tokenizer_ckpt")]
+    fit_stage(compose_train(base))
+    changed = base + ["model.policy.hidden_size=48"]
+    with pytest.raises(RunIdentityError) as err:
+        fit_stage(compose_train(changed))
+    msg = _one_line(err.value)
+    assert "model.policy.hidden_size=32 there, 48 here" in msg, msg
+
+    cfg = compose_train(changed + suggested(msg))      # the suggested command trains
+    assert Path(cfg.run_dir) != tmp_path / "runs" / "pusht" / "mle"
+    fit_stage(cfg)
+    assert _step(Path(cfg.run_dir)) == 2
+
+
+def test_long_values_are_shown_around_the_part_that_differs():
+    from wm.cli.run_identity import describe_difference, differences
+
+    deep = "/data/" + "very-long-folder-name/" * 6
+    there = {"data.root": deep + "episodes_a", "model.policy": {"_target_": "x." * 40, "n": 1}}
+    here = {"data.root": deep + "episodes_b", "model.policy": {"_target_": "x." * 40, "n": 2}}
+    text = describe_difference(there, here, differences(there, here))
+    assert "episodes_a there" in text and "episodes_b here" in text, text
+    assert "model.policy.n=1 there, 2 here" in text, text

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -59,6 +60,27 @@ def last_checkpoint(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "last.ckpt"
 
 
+def resumed_last_callback(ckpt: Path):
+    """A callback that keeps a resumed run saving into the ``last.ckpt`` it resumed from.
+
+    Lightning's ModelCheckpoint writes ``last-v1.ckpt`` beside an existing ``last.ckpt`` that its
+    restored state does not name as its own: after the run folder moved (it drops that state
+    when its folder's path changed) or when ``last.ckpt`` is a copied step checkpoint (the fix
+    :mod:`wm.cli.resume_checkpoint` gives). The next resume would then rewind to the old file.
+    """
+    import lightning as L
+
+    class ResumedLast(L.Callback):
+        def on_train_start(self, trainer, pl_module):   # after the callbacks' state is restored
+            for cb in trainer.checkpoint_callbacks:
+                last = cb.format_checkpoint_name({}, cb.CHECKPOINT_NAME_LAST) \
+                    if getattr(cb, "save_last", False) and cb.dirpath else None
+                if last and os.path.realpath(last) == os.path.realpath(ckpt):
+                    cb.last_model_path = last
+
+    return ResumedLast()
+
+
 def build_trainer(cfg: DictConfig, extra_callbacks=(), **overrides):
     """The Lightning Trainer with the configured logger and callbacks (then ``extra_callbacks``;
     a progress bar gets :func:`wm.cli.progress.resumed_rate_callback` after it)."""
@@ -84,12 +106,14 @@ def fit_stage(cfg: DictConfig) -> dict:
     Refuses, each with one line and before anything is built: an existing run with
     ``resume=false``; a missing upstream checkpoint or one from an unfinished run
     (:func:`wm.cli.upstream.check_upstream`); a run folder held by another live training
-    (:class:`wm.cli.run_lock.RunLock`); a resume with other settings than the run's
-    (:func:`wm.cli.run_identity.check_run_identity`).
+    (:class:`wm.cli.run_lock.RunLock`); a ``last.ckpt`` that cannot be read (naming the newest
+    readable checkpoint beside it, :func:`wm.cli.resume_checkpoint.check_resume_checkpoint`); a
+    resume with other settings than the run's (:func:`wm.cli.run_identity.check_run_identity`).
 
     Returns the final logged metrics (floats) and writes them to ``<run_dir>/DONE``.
     """
     from wm.cli.progress import single_log_output
+    from wm.cli.resume_checkpoint import check_resume_checkpoint
     from wm.cli.run_identity import (check_run_identity, new_run_override, run_identity,
                                      run_record_callback)
     from wm.cli.run_lock import RunLock, launcher_process
@@ -107,6 +131,7 @@ def fit_stage(cfg: DictConfig) -> dict:
     lock = RunLock(run_dir, new_run=new_run_override(cfg, run_identity(cfg))) if launcher \
         else nullcontext()
     with lock:
+        check_resume_checkpoint(ckpt)         # after the lock: no training is writing it now
         identity = check_run_identity(cfg, run_dir, write=launcher,
                                       has_progress=ckpt.exists() or (run_dir / DONE).exists())
         if launcher:
@@ -123,8 +148,9 @@ def _fit(cfg: DictConfig, run_dir: Path, ckpt: Path, record) -> dict:
 
     datamodule = instantiate(cfg.data.datamodule, _convert_="all")
     module = instantiate(cfg.stage.module, _convert_="all")
-    trainer = build_trainer(cfg, extra_callbacks=[record])
     resume_from = str(ckpt) if ckpt.exists() else None
+    extra = [record, resumed_last_callback(ckpt)] if resume_from else [record]
+    trainer = build_trainer(cfg, extra_callbacks=extra)
     if resume_from:
         log.info("resuming %s from %s", cfg.stage.name, resume_from)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)

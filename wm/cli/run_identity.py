@@ -6,26 +6,31 @@ the settings that make a run what it is (stage, data source and files, held-out 
 checkpoint, sequence layout, model, starting checkpoint; see :data:`RUN_KEYS`) are written to
 ``<run_dir>/identity.json`` when the run starts and into every checkpoint it saves (``wm_run``,
 with the data's facts: action dimension, frame size, vocabulary). Resuming with other settings,
-or evaluating on other data, refuses with one line that shows the difference and the override
-that starts a new run (``run_name=...``). Step counts, learning rates, batch sizes and logging
-are not part of the identity: a run may be resumed with more steps or another schedule.
+or evaluating on other data, refuses with one line that shows the entries that differ
+(:mod:`wm.cli.run_diff`) and the overrides that start a new run (``run_name=...``, with the
+upstream checkpoints named explicitly where their default paths follow ``run_name``). Step
+counts, learning rates, batch sizes and logging are not part of the identity: a run may be
+resumed with more steps or another schedule.
 
 Paths are compared as absolute paths, written relative to ``paths.runs_dir`` / ``paths.data_dir``
 (``<runs>/pusht/tokenizer/...``) so that a moved runs or data folder still resumes.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
+from wm.cli.run_diff import describe_difference, differences  # noqa: F401  (re-exported)
 from wm.utils.hub import looks_like_hub_id
 
 log = logging.getLogger(__name__)
@@ -158,39 +163,36 @@ def fingerprint(identity: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def _show(value: Any, limit: int = 70) -> str:
-    text = "null" if value is None else (value if isinstance(value, str) else
-                                         json.dumps(value, sort_keys=True, default=str))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def differences(recorded: dict, current: dict, keys=None) -> list[str]:
-    """The keys whose values differ (a key missing on one side counts), in a stable order."""
-    keys = list(keys) if keys is not None else sorted(set(recorded) | set(current))
-    return [k for k in keys if (k in recorded or k in current)
-            and recorded.get(k, "<unset>") != current.get(k, "<unset>")]
-
-
-def describe_difference(recorded: dict, current: dict, diff: list[str]) -> str:
-    """``data.root=/a there, /b here (and 2 more: x, y)`` for the first of ``diff``."""
-    first = diff[0]
-    text = (f"{first}={_show(recorded.get(first, '<unset>'))} there, "
-            f"{_show(current.get(first, '<unset>'))} here")
-    if len(diff) > 1:
-        more = ", ".join(diff[1:4]) + (", ..." if len(diff) > 4 else "")
-        text += f" (and {len(diff) - 1} more: {more})"
-    return text
-
-
 def new_run_override(cfg: DictConfig, identity: dict) -> str:
-    """The override that starts a new run for these settings: ``run_name=<name>_<hash>``, or a
-    new ``run_dir`` when the command set ``run_dir`` itself."""
+    """The overrides that start a new run for these settings: ``run_name=<name>_<hash>`` (or a
+    new ``run_dir`` when the command set ``run_dir`` itself), plus the path of each upstream
+    checkpoint whose default follows ``run_name`` (``data.task.tokenizer_ckpt=<runs>/<name>/
+    tokenizer/...``): without it the new name would look for an upstream run that does not
+    exist (issue #24, item 6); with it the new run reads what this command reads."""
     tag = fingerprint(identity)[:6]
     run_dir = Path(str(cfg.run_dir))
     default = Path(str(cfg.paths.runs_dir)) / str(cfg.run_name) / str(cfg.stage.name)
     if os.path.abspath(run_dir) != os.path.abspath(default):
-        return f"run_dir={run_dir}_{tag}"
-    return f"run_name={cfg.run_name}_{tag}"
+        key, value = "run_dir", f"{run_dir}_{tag}"
+    else:
+        key, value = "run_name", f"{cfg.run_name}_{tag}"
+    return " ".join([f"{key}={shlex.quote(value)}"] + _upstream_pins(cfg, key, value))
+
+
+def _upstream_pins(cfg: DictConfig, key: str, value: str) -> list[str]:
+    """``<option>=<path>`` for each upstream checkpoint (:data:`wm.cli.upstream.UPSTREAM`) whose
+    resolved path changes when ``key`` is set to ``value``."""
+    from wm.cli.upstream import UPSTREAM
+
+    moved = copy.deepcopy(cfg)
+    with open_dict(moved):
+        OmegaConf.update(moved, key, value, merge=False)
+    pins = []
+    for name, where, _ in UPSTREAM:
+        now = OmegaConf.select(cfg, where, default=None)
+        if now and str(now) != str(OmegaConf.select(moved, where, default=None)):
+            pins.append(f"{name}={shlex.quote(str(now))}")
+    return pins
 
 
 def read_identity(run_dir: Path) -> dict | None:

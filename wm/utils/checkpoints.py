@@ -42,13 +42,14 @@ def _is_torch_file(path: Path) -> bool:
 
 
 def load_checkpoint_file(path: str | Path, weights_only: bool, map_location: Any = "cpu",
-                         hint: str = DEFAULT_HINT) -> Any:
+                         hint: str = DEFAULT_HINT, mmap: bool = False) -> Any:
     """``torch.load(path)``; a file that cannot be read raises one-line :class:`CheckpointError`.
 
     A missing file raises ``FileNotFoundError`` naming it (callers usually check first, with their
     own hint). ``hint`` ends the message: how to obtain a good checkpoint. A well-formed file that
     ``weights_only=True`` refuses (it pickles other objects than tensors and containers) gets its
-    own message, since the file is not damaged.
+    own message, since the file is not damaged. ``mmap``: tensors are mapped, not read (a cheap
+    check of a zip-format file's structure; torch refuses it for the legacy format).
     """
     import torch
 
@@ -56,7 +57,7 @@ def load_checkpoint_file(path: str | Path, weights_only: bool, map_location: Any
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found; {hint}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=weights_only)
+        return torch.load(path, map_location=map_location, weights_only=weights_only, mmap=mmap)
     except (pickle.UnpicklingError, MemoryError, RuntimeError, EOFError, ValueError, OSError,
             KeyError, IndexError, TypeError, AttributeError, ImportError, zipfile.BadZipFile) as e:
         torch_file = _is_torch_file(path)
