@@ -4,7 +4,8 @@
   (``INFO: ...``) to its logger and still passes every record on to the root logger, where
   Hydra's handler prints it again (``[time][lightning...][INFO] - ...``): every INFO line
   appeared twice. When the root logger has a handler, Lightning's own is removed, so each line
-  is printed once, in Hydra's format, and still reaches Hydra's log file.
+  is printed once, in Hydra's format, and still reaches Hydra's log file. It also drops
+  Lightning's cloud tips and its manual-optimization example warning (:mod:`wm.cli.quiet`).
 - :class:`ResumedRate`: Lightning's TQDM bar restarts a resumed epoch at the restored batch count
   with ``initial=0``, so tqdm's average rate ``(n - initial) / elapsed`` counts the restored
   steps as if they had just been run (a run resumed at step 1000 shows 1000 it/s). This callback,
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import logging
 
+from wm.cli.quiet import quiet_lightning
+
 LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning",
                      "lightning_fabric")
 
@@ -23,6 +26,7 @@ def single_log_output() -> None:
     """Drop Lightning's console handlers when the root logger prints (see the module docstring)."""
     import lightning  # noqa: F401  (adds its handler at import: import first, then remove)
 
+    quiet_lightning()
     if not logging.getLogger().handlers:
         return                       # nothing else prints: keep Lightning's own output
     for name in LIGHTNING_LOGGERS:

@@ -106,7 +106,8 @@ def text_game_prompt_parts(
     """
     for field in ("current_state", "action_state", "current_score_state"):
         if field not in record:
-            raise KeyError(f"ByteSized32 record is missing field {field!r} (see data/README.md)")
+            raise KeyError(f"ByteSized32 record is missing field {field!r} (see docs/data.md, "
+                           '"ByteSized32 and WebArena (text worlds)")')
     parts = {"instructions": TEXT_GAME_INSTRUCTIONS, "format": TEXT_GAME_FORMAT, "example": ""}
     if example_game is not None:
         ex = example_record(example_game)
@@ -164,7 +165,8 @@ def web_prompt_parts(record: dict, observation: str | None = None) -> dict[str, 
     (a DataModule passes a shortened tree here)."""
     for field in ("objective", "url", "current_action", "observation"):
         if field not in record:
-            raise KeyError(f"WebArena record is missing field {field!r} (see data/README.md)")
+            raise KeyError(f"WebArena record is missing field {field!r} (see docs/data.md, "
+                           '"ByteSized32 and WebArena (text worlds)")')
     previous = record.get("previous_actions") or ["None"]
     if isinstance(previous, str):
         previous = [previous]

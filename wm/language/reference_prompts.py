@@ -169,7 +169,8 @@ def bytesized32_reference_prompt(record: dict, action_example: dict,
     """
     for field in ("current_state", "tick_state", "current_score_state", "next_score_state"):
         if field not in record:
-            raise KeyError(f"ByteSized32 record is missing field {field!r} (see data/README.md)")
+            raise KeyError(f"ByteSized32 record is missing field {field!r} (see docs/data.md, "
+                           '"ByteSized32 and WebArena (text worlds)")')
     parts = [BS32_INTRO]
     if tick_example is not None:
         parts.append(BS32_TWO_EXAMPLES)
@@ -289,7 +290,8 @@ def web_task_block(record: dict, observation: str | None = None,
     """The ``URL: ... CURRENT ACTION: ...`` block (the ``input`` of the WMA training data)."""
     for field in ("objective", "url", "current_action", "observation"):
         if field not in record:
-            raise KeyError(f"WebArena record is missing field {field!r} (see data/README.md)")
+            raise KeyError(f"WebArena record is missing field {field!r} (see docs/data.md, "
+                           '"ByteSized32 and WebArena (text worlds)")')
     values = {
         "url": record["url"], "objective": record["objective"],
         "previous_action": previous_actions_text(record.get("previous_actions"), previous_form),

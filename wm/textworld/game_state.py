@@ -157,7 +157,8 @@ def require_field(record: dict, field: str) -> Any:
     if not isinstance(record, dict) or field not in record:
         raise KeyError(
             f"ByteSized32 record is missing field {field!r} (expected the fields of "
-            "data/README.md: current_state, tick_state, current_score_state, next_score_state)"
+            'docs/data.md, "ByteSized32 and WebArena (text worlds)": current_state, tick_state, '
+            "current_score_state, next_score_state)"
         )
     return record[field]
 

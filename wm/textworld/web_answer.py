@@ -54,5 +54,6 @@ def parse_sections(text: str) -> dict[str, list[str]] | None:
 def format_target(record: dict) -> str:
     """The ideal completion for SFT: the record's ``next_state_tao`` text."""
     if "next_state_tao" not in record:
-        raise KeyError("WebArena record is missing field 'next_state_tao' (see data/README.md)")
+        raise KeyError("WebArena record is missing field 'next_state_tao' (see docs/data.md, "
+                       '"ByteSized32 and WebArena (text worlds)")')
     return record["next_state_tao"].strip()

@@ -17,7 +17,8 @@ def find_file(folder: Path, name: str) -> Path:
     for candidate in (folder / name, folder / f"{name}.gz"):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"ByteSized32 data: neither {folder / name} nor {folder / name}.gz exists")
+    raise FileNotFoundError(f"ByteSized32 data: neither {folder / name} nor {folder / name}.gz "
+                            'exists (see docs/data.md, "ByteSized32 and WebArena (text worlds)")')
 
 
 def check_fields(record: Any, fields: tuple[str, ...], where: str) -> dict:
@@ -25,7 +26,8 @@ def check_fields(record: Any, fields: tuple[str, ...], where: str) -> dict:
         raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
     missing = [f for f in fields if f not in record]
     if missing:
-        raise KeyError(f"{where}: record is missing fields {missing} (see data/README.md)")
+        raise KeyError(f"{where}: record is missing fields {missing} "
+                       '(see docs/data.md, "ByteSized32 and WebArena (text worlds)")')
     return record
 
 
