@@ -101,8 +101,9 @@ class Bench:
 
 def row(label: str, metrics: dict, steps: int, train_min: float, eval_min: float) -> dict:
     pct = lambda k: 100 * float(metrics[k])  # noqa: E731
-    n = metrics.get("num_predictions", "?")
-    split = f"{metrics.get('n_unchanged', '?')}/{metrics.get('n_changed', '?')}"
+    n = int(metrics["num_predictions"])
+    changed = round(n * float(metrics["changed_frac"])) if "changed_frac" in metrics else "?"
+    split = f"{n - changed if changed != '?' else '?'}/{changed}"
     return {"model": label, "unchanged %": pct("acc_unchanged"), "changed %": pct("acc_changed"),
             "overall %": pct("acc_all"), "parse fail %": pct("parse_fail"),
             "task-specific": float(metrics["reward"]), "N (unch./ch.)": f"{n} ({split})",

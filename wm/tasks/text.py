@@ -195,14 +195,16 @@ class TextStateTask(nn.Module):
     def metrics(self, preds, batch, group_size: int, per_frame: bool = False
                 ) -> dict[str, torch.Tensor]:
         """Exact-match accuracy on all / changed / unchanged transitions (NaN where a row is
-        not in the subset; averaged with nanmean), and the parse-failure rate."""
+        not in the subset; averaged with nanmean), the parse-failure rate, and the share of
+        changed transitions (``changed_frac``: with N, how many rows each accuracy is over)."""
         comps = self.rewards(preds, batch, group_size)
         exact = comps.get("exact", comps.get("binary", comps["reward"]))
         changed = preds["changed"]
         nan = torch.full_like(exact, math.nan)
         return {"acc_all": exact, "acc_changed": torch.where(changed, exact, nan),
                 "acc_unchanged": torch.where(~changed, exact, nan),
-                "parse_fail": comps.get("parse_fail", torch.zeros_like(exact))}
+                "parse_fail": comps.get("parse_fail", torch.zeros_like(exact)),
+                "changed_frac": changed.to(exact.dtype)}
 
     # --------------------------------------------------------------- visuals
     def sample_table(self, preds, rows: int = 4, group_size: int = 1) -> str:
