@@ -193,9 +193,20 @@ def checkpoint_label(path: Path, given: str | None = None) -> str:
     return f"{path.parent.name}/{path.stem}".lstrip("/")
 
 
+#: the count each summary carries (world model, tokenizer) and what it counts
+COUNTS = {"num_predictions": "held-out predictions", "frames": "held-out frames"}
+
+
 def _write_result(out_dir: Path, result: dict, label: str) -> None:
+    """metrics.json, and metrics.md (printed too): the table with the count N as its first
+    column and ``N = <n> <what>`` under it, so a number is never read without its sample size."""
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, sort_keys=True))
-    table = metrics_table({label: result["metrics"]})
+    metrics = result["metrics"]
+    count = next((k for k in COUNTS if k in metrics), None)
+    keys = sorted(metrics) if count is None else [count] + sorted(set(metrics) - {count})
+    table = metrics_table({label: metrics}, keys)
+    if count is not None:
+        table += f"\n\nN = {metrics[count]:.0f} {COUNTS[count]} ({count})"
     (out_dir / "metrics.md").write_text(table + "\n")
     print(table)
     print(f"\nwrote {out_dir / 'metrics.json'}")

@@ -7,6 +7,9 @@ Around the fit, a run folder is kept to one run: its upstream checkpoints must e
 from finished runs (:mod:`wm.cli.upstream`), one training at a time holds it
 (:mod:`wm.cli.run_lock`), and a resume must have the run's identity (:mod:`wm.cli.run_identity`);
 every checkpoint records that identity and its data's facts. ``DONE`` marks a finished run.
+
+A run that ran no validation (``stage.max_steps`` below ``stage.val_check_interval``, said in
+one line at start) is validated once at the end, so a finished run has its ``val/`` numbers.
 """
 from __future__ import annotations
 
@@ -100,6 +103,32 @@ def build_trainer(cfg: DictConfig, extra_callbacks=(), **overrides):
     return instantiate(cfg.trainer, logger=logger, callbacks=callbacks, **overrides)
 
 
+def validation_counter():
+    """A callback counting the validation loops a fit ran (``.runs``; sanity checks aside)."""
+    import lightning as L
+
+    class ValidationCounter(L.Callback):
+        runs = 0
+
+        def on_validation_end(self, trainer, pl_module):
+            if not trainer.sanity_checking:
+                self.runs += 1
+
+    return ValidationCounter()
+
+
+def announce_short_run(cfg: DictConfig) -> None:
+    """Say in one line when ``stage.max_steps`` is below ``stage.val_check_interval``: no
+    validation would run during training, so :func:`_fit` validates once at the end."""
+    steps, every = cfg.stage.get("max_steps"), cfg.stage.get("val_check_interval")
+    if cfg.stage.get("limit_val_batches") == 0:
+        return                                          # validation is switched off
+    if isinstance(steps, int) and isinstance(every, int) and 0 < steps < every:
+        log.info("stage.max_steps=%d < stage.val_check_interval=%d: no validation during "
+                 "training, validating once at the end (lower stage.val_check_interval to "
+                 "validate during it)", steps, every)
+
+
 def fit_stage(cfg: DictConfig) -> dict:
     """Train ``cfg.stage`` on ``cfg.data``; resume from ``<run_dir>/checkpoints/last.ckpt``.
 
@@ -150,13 +179,17 @@ def _fit(cfg: DictConfig, run_dir: Path, ckpt: Path, record) -> dict:
     module = instantiate(cfg.stage.module, _convert_="all")
     resume_from = str(ckpt) if ckpt.exists() else None
     extra = [record, resumed_last_callback(ckpt)] if resume_from else [record]
-    trainer = build_trainer(cfg, extra_callbacks=extra)
+    validated = validation_counter()
+    trainer = build_trainer(cfg, extra_callbacks=[*extra, validated])
     if resume_from:
         log.info("resuming %s from %s", cfg.stage.name, resume_from)
+    announce_short_run(cfg)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
     if trainer.interrupted:
         raise SystemExit(f"{cfg.stage.name} interrupted; progress is in {ckpt}. Run the same "
                          "command again to resume.")
+    if not validated.runs and trainer.global_step > 0:   # a run shorter than its val interval
+        trainer.validate(module, datamodule=datamodule, verbose=False)
     if hasattr(module, "export") and trainer.is_global_zero:
         module.export(run_dir / "export", checkpoint=ckpt if ckpt.exists() else None)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()

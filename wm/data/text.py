@@ -24,7 +24,8 @@ The counts (``records``, ``kept``, ``shortened``, ``dropped_overlong``, ``droppe
 are in ``self.stats[split]`` and logged once per split at setup.
 
 Departures: the validation split of ByteSized32 *is* the test set (as in the paper); a
-random subset of it (``max_val_records``, seeded) can be used for speed.
+random subset of it (``max_val_records``, seeded) can be used for speed; fewer than
+``MIN_HELD_OUT`` held-out records are announced in one warning.
 """
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ from wm.data.sampling import eval_batches, train_sampler
 from wm.data.text_worlds import build_world
 
 log = logging.getLogger(__name__)
+
+#: fewer held-out records than this log a warning: model differences would be noise (issue #24)
+MIN_HELD_OUT = 32
 
 
 def collate_text(items: list[dict]) -> dict:
@@ -98,6 +102,7 @@ class TextStateDataModule(L.LightningDataModule):
         self.train_items: list[dict] | None = None
         self.val_items: list[dict] | None = None
         self._records: tuple[list[dict], list[dict]] | None = None
+        self._warned: int | None = None      # the held-out count last warned about
 
     def connect(self, tokenizer, max_prompt_tokens: int | None = None,
                 max_response_tokens: int | None = None) -> None:
@@ -173,6 +178,13 @@ class TextStateDataModule(L.LightningDataModule):
             train = train[: self.hparams.max_train_records]
         self.train_items = self.build_items(train, "train")
         self.val_items = self.build_items(val, "val")
+        if 0 < len(self.val_items) < MIN_HELD_OUT and self._warned != len(self.val_items):
+            self._warned = len(self.val_items)      # once, not again at each re-filter
+            log.warning("TextStateDataModule[%s]: only %d held-out records (max_val_records=%s): "
+                        "too few to compare models (fewer than %d); raise "
+                        "data.datamodule.max_val_records (null = all) or give the world more "
+                        "held-out records", self.kind, len(self.val_items),
+                        self.hparams.max_val_records, MIN_HELD_OUT)
 
     def _loader(self, items: list[dict], train: bool) -> DataLoader:
         if not train:   # finite, sharded over ranks (each record scored by one rank)

@@ -18,7 +18,8 @@ frames for the tokenizer, which can be added as a transform); ``val_every=0`` di
 
 ``setup()`` first validates the dataset once (``EpisodeStore.validate``: every file against the
 index, from the .npy headers), so a missing, truncated or mismatching file fails before training
-with one line naming it, not when a DataLoader worker first reads that episode.
+with one line naming it, not when a DataLoader worker first reads that episode. A held-out
+split of fewer than ``MIN_HELD_OUT`` clips is announced in one warning naming the options.
 """
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ from wm.data.sampling import eval_batches, train_sampler
 from wm.data.episodes import INDEX, DataError, EpisodeStore
 
 log = logging.getLogger(__name__)
+
+#: fewer held-out clips than this log a warning: model differences would be noise (issue #24)
+MIN_HELD_OUT = 32
 
 
 def to_float_frames(frames: np.ndarray, resolution: tuple[int, int] | None) -> torch.Tensor:
@@ -211,7 +215,17 @@ class VideoDataModule(L.LightningDataModule):
         if val:
             self.val_set = VideoClipDataset(self.store, val, deterministic=True,
                                             clips_per_episode=self.val_clips_per_episode, **common)
+            self._warn_if_few_held_out(len(val))
         self._set_up = True
+
+    def _warn_if_few_held_out(self, episodes: int) -> None:
+        n = len(self.val_set)
+        if n < MIN_HELD_OUT:
+            log.warning("only %d held-out clips (%d episode(s) with val_every=%d, "
+                        "val_clips_per_episode=%d): too few to compare models (fewer than %d); "
+                        "lower data.datamodule.val_every or raise "
+                        "data.datamodule.val_clips_per_episode", n, episodes, self.val_every,
+                        self.val_clips_per_episode, MIN_HELD_OUT)
 
     def _loader(self, ds: Dataset, train: bool) -> DataLoader:
         common = dict(num_workers=self.num_workers, pin_memory=self.pin_memory,
