@@ -43,6 +43,10 @@ SKIPPED = {
                                 "and the reference's action ranges",
     "rt1_released_multi_step": "needs the released RT-1 tokenizer and world model (thuml/...) "
                                "and the reference's action ranges",
+    # the same stages as bytesized32_sft/_grpo, on the real model and data (its world settings
+    # do not apply to the toy world); tests/test_language_smollm2.py runs the model end to end
+    "bytesized32_smol_sft": "needs SmolLM2 (python -m wm.language.smollm2) and ByteSized32 data",
+    "bytesized32_smol_grpo": "needs SmolLM2 (python -m wm.language.smollm2) and ByteSized32 data",
 }
 
 
