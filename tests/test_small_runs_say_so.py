@@ -31,6 +31,7 @@ def test_a_run_shorter_than_its_val_interval_validates_at_the_end(tmp_path, capl
     assert val, f"no validation metric after a 2-step run: {sorted(metrics)}"
     done = json.loads((tmp_path / "runs" / "pusht" / "mle" / "DONE").read_text())
     assert set(val) <= set(done)
+    assert "train/loss" in metrics and "train/loss" in done     # the training metrics stay
 
 
 def test_a_grpo_run_shorter_than_its_val_interval_validates_at_the_end(tmp_path):
@@ -48,6 +49,7 @@ def test_a_grpo_run_shorter_than_its_val_interval_validates_at_the_end(tmp_path)
                            "stage.val_check_interval=3"])
     metrics = fit_stage(cfg)
     assert [k for k in metrics if k.startswith("val")], sorted(metrics)
+    assert metrics["grpo/optimizer_steps"] == 2.0, sorted(metrics)   # training metrics stay
 
 
 def _warnings(caplog, logger: str) -> list[str]:

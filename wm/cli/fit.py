@@ -188,11 +188,12 @@ def _fit(cfg: DictConfig, run_dir: Path, ckpt: Path, record) -> dict:
     if trainer.interrupted:
         raise SystemExit(f"{cfg.stage.name} interrupted; progress is in {ckpt}. Run the same "
                          "command again to resume.")
+    logged = dict(trainer.callback_metrics)       # validate() below starts a fresh dict
     if not validated.runs and trainer.global_step > 0:   # a run shorter than its val interval
         trainer.validate(module, datamodule=datamodule, verbose=False)
     if hasattr(module, "export") and trainer.is_global_zero:
         module.export(run_dir / "export", checkpoint=ckpt if ckpt.exists() else None)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+    metrics = {k: float(v) for k, v in {**logged, **trainer.callback_metrics}.items()
                if getattr(v, "numel", lambda: 1)() == 1}
     if trainer.is_global_zero:
         (run_dir / DONE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
