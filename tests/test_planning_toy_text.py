@@ -84,7 +84,7 @@ def _train(tmp_path: Path, steps: int) -> Path:
 @pytest.mark.slow
 def test_mpc_with_a_trained_toy_world_model_beats_random(tmp_path):
     torch.set_num_threads(1)
-    task, policy = load_world_model(_train(tmp_path, 500))
+    task, policy = load_world_model(_train(tmp_path, 800))
     sim = LMToySimulator(task, policy)
     pairs = episode_pairs(EPISODES, BUDGET, seed=0)
     rates = {"random": random_success(pairs, BUDGET),
