@@ -48,6 +48,9 @@ class StepSeededSampler(Sampler[int]):
             k += 1
 
 
+#: fewer held-out clips/records than this cannot compare models: the DataModules warn
+MIN_HELD_OUT = 32
+
 def batches_completed(trainer) -> int:
     """Number of training batches a (possibly restored) trainer has completed; 0 without one.
 

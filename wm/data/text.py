@@ -36,13 +36,12 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from wm.data.sampling import eval_batches, train_sampler
+from wm.data.sampling import MIN_HELD_OUT, eval_batches, train_sampler
 from wm.data.text_worlds import build_world
 
 log = logging.getLogger(__name__)
 
 #: fewer held-out records than this log a warning: model differences would be noise (issue #24)
-MIN_HELD_OUT = 32
 
 
 def collate_text(items: list[dict]) -> dict:

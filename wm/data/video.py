@@ -33,13 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from wm.data.sampling import eval_batches, train_sampler
+from wm.data.sampling import MIN_HELD_OUT, eval_batches, train_sampler
 from wm.data.episodes import INDEX, DataError, EpisodeStore
 
 log = logging.getLogger(__name__)
 
 #: fewer held-out clips than this log a warning: model differences would be noise (issue #24)
-MIN_HELD_OUT = 32
 
 
 def to_float_frames(frames: np.ndarray, resolution: tuple[int, int] | None) -> torch.Tensor:
